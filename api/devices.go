@@ -1,0 +1,148 @@
+package api
+
+import (
+	"cmp"
+	"encoding/base64"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/sanitel/sanitel/tickets"
+)
+
+func encodeDeviceCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("dev:" + id))
+}
+
+func decodeDeviceCursor(s string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		if id, ok := strings.CutPrefix(string(b), "dev:"); ok && id != "" {
+			return id, nil
+		}
+	}
+	return "", errorf(http.StatusBadRequest, "cursor: not a cursor from this API")
+}
+
+func matches(vals []string, v string) bool { return len(vals) == 0 || slices.Contains(vals, v) }
+
+// listDevices answers the registry with live state, in id order, filtered
+// by street, village, kind, org_unit and online, paged like tickets.
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, who tickets.Actor) {
+	q := r.URL.Query()
+	streets, villages, kinds, orgs := multi(q, "street"), multi(q, "village"), multi(q, "kind"), multi(q, "org_unit")
+	online, err := parseBool(q, "online")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	after := ""
+	if c := q.Get("cursor"); c != "" {
+		if after, err = decodeDeviceCursor(c); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	var all []DeviceStatus
+	if s.devices != nil {
+		all = s.devices.Devices()
+	}
+	var sel []DeviceStatus
+	for _, d := range all {
+		if matches(streets, d.Street) && matches(villages, d.Village) && matches(kinds, d.Kind) &&
+			matches(orgs, d.OrgUnit) && (online == nil || d.Online == *online) {
+			sel = append(sel, d)
+		}
+	}
+	slices.SortFunc(sel, func(a, b DeviceStatus) int { return cmp.Compare(a.ID, b.ID) })
+	total := len(sel)
+	if after != "" {
+		i, _ := slices.BinarySearchFunc(sel, after, func(d DeviceStatus, id string) int { return cmp.Compare(d.ID, id) })
+		for i < len(sel) && sel[i].ID <= after {
+			i++
+		}
+		sel = sel[i:]
+	}
+	next := ""
+	if len(sel) > limit {
+		sel = sel[:limit]
+		next = encodeDeviceCursor(sel[limit-1].ID)
+	}
+	page := make([]DeviceStatus, len(sel))
+	copy(page, sel)
+	if err := s.fillOpenTickets(r, page); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list[DeviceStatus]{Items: page, Total: total, Next: next})
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, who tickets.Actor) {
+	var d DeviceStatus
+	ok := false
+	if s.devices != nil {
+		d, ok = s.devices.Device(r.PathValue("id"))
+	}
+	if !ok {
+		s.fail(w, r, errorf(http.StatusNotFound, "device not found"))
+		return
+	}
+	page := []DeviceStatus{d}
+	if err := s.fillOpenTickets(r, page); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page[0])
+}
+
+// fillOpenTickets sets each device's count of not-closed tickets from the
+// ticket store, and makes a missing last reading an empty object.
+func (s *Server) fillOpenTickets(r *http.Request, ds []DeviceStatus) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	open, err := s.svc.OpenByDevice(r.Context())
+	if err != nil {
+		return err
+	}
+	for i := range ds {
+		ds[i].OpenTickets = open[ds[i].ID]
+		if ds[i].LastReading == nil {
+			ds[i].LastReading = map[string]float64{}
+		}
+	}
+	return nil
+}
+
+// rejected answers the dead letters, newest first, optionally only some
+// reasons, at most limit of them.
+func (s *Server) rejected(w http.ResponseWriter, r *http.Request, who tickets.Actor) {
+	q := r.URL.Query()
+	reasons := multi(q, "reason")
+	limit, err := parseLimit(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var all []DeadLetter
+	if s.dead != nil {
+		all = s.dead.DeadLetters()
+	}
+	items := []DeadLetter{}
+	total := 0
+	for _, d := range all {
+		if !matches(reasons, d.Reason) {
+			continue
+		}
+		total++
+		if len(items) < limit {
+			items = append(items, d)
+		}
+	}
+	writeJSON(w, http.StatusOK, list[DeadLetter]{Items: items, Total: total})
+}
