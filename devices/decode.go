@@ -782,7 +782,7 @@ func validEventType(b []byte) bool {
 
 // cleanText replaces control characters and invalid UTF-8 with spaces.
 func cleanText(s string) string {
-	clean := utf8.ValidString(s)
+	clean := utf8.ValidString(s) && !strings.ContainsRune(s, utf8.RuneError)
 	for i := 0; clean && i < len(s); i++ {
 		if s[i] < 0x20 || s[i] == 0x7f {
 			clean = false

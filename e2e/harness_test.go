@@ -22,6 +22,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/sanitel/sanitel/internal/testenv"
 )
@@ -245,7 +246,7 @@ func (s *Sanitel) Metrics() map[string]*dto.MetricFamily {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	mf, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		s.t.Fatal(err)

@@ -293,5 +293,7 @@ func TestKillAfterAckLosesNothing(t *testing.T) {
 	cfg = strings.Replace(cfg, "topic_root: "+e.Root, "topic_root: "+e.Root+"-elsewhere", 1)
 	s2 := e.StartSanitel(cfg)
 	Eventually(t, 60*time.Second, func() bool { return e.Influx.Count(t, e.DB, "bin") == n },
-		func() string { return fmt.Sprintf("InfluxDB has %d of %d readings\n%s", e.Influx.Count(t, e.DB, "bin"), n, tail(s2.Log(), 3000)) })
+		func() string {
+			return fmt.Sprintf("InfluxDB has %d of %d readings\n%s", e.Influx.Count(t, e.DB, "bin"), n, tail(s2.Log(), 3000))
+		})
 }
