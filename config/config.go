@@ -232,6 +232,10 @@ type HTTP struct {
 	Tokens []HTTPToken `json:"tokens" mapstructure:"tokens"`
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64 `json:"max_body_bytes" mapstructure:"max_body_bytes"`
+	// Pprof serves Go's profiler (net/http/pprof) under /debug/pprof/ on
+	// this listener, without authentication: for profiling (scripts/bench.sh
+	// BENCH_PPROF=1), never on an address others can reach. Off by default.
+	Pprof bool `json:"pprof" mapstructure:"pprof"`
 }
 
 // HTTPToken is one bearer token of the HTTP API.

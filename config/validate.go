@@ -82,6 +82,9 @@ func (c *Config) validate() []*fieldError {
 
 func (m *MQTT) validate(v *checker) {
 	scheme := v.url("mqtt.broker", m.Broker, brokerSchemes, "tcp://127.0.0.1:1883")
+	// The broker URL is logged; credentials belong in their own keys,
+	// which are masked.
+	v.noUserinfo("mqtt.broker", m.Broker, "mqtt.username and mqtt.password (or mqtt.password_file)")
 	if m.ClientID == "" {
 		v.add("mqtt.client_id", "required")
 	}
@@ -127,6 +130,7 @@ func (m *MQTT) validate(v *checker) {
 func (in *Influx) validate(v *checker) {
 	if in.URL != "" {
 		v.url("influx.url", in.URL, httpSchemes, "http://127.0.0.1:8086")
+		v.noUserinfo("influx.url", in.URL, "influx.token (user:password for InfluxDB 1.8)")
 	}
 	if in.Bucket == "" {
 		v.add("influx.bucket", "required")
@@ -320,6 +324,14 @@ func (v *checker) url(key, raw string, schemes []string, example string) string 
 		}
 	}
 	return scheme
+}
+
+// noUserinfo reports a URL that carries a user name or password; use
+// names the keys to put them in instead.
+func (v *checker) noUserinfo(key, raw, use string) {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		v.add(key, "must not carry credentials (%s); use %s", truncate(maskURL(raw), 80), use)
+	}
 }
 
 // urlErr is the reason of a URL parse error without the URL, which may

@@ -70,8 +70,16 @@ func (e *Rejection) Error() string {
 }
 
 func reject(r Reason, format string, args ...any) *Rejection {
-	return &Rejection{Reason: r, Detail: fmt.Sprintf(format, args...)}
+	detail := fmt.Sprintf(format, args...)
+	if len(detail) > MaxDetailLen {
+		detail = truncate(detail, MaxDetailLen-len("…")) + "…"
+	}
+	return &Rejection{Reason: r, Detail: detail}
 }
+
+// MaxDetailLen bounds a rejection's Detail in bytes: it quotes the input
+// (a topic may be 64 KiB long) and is logged and kept with dead letters.
+const MaxDetailLen = 512
 
 // MessageType tells what a message carries.
 type MessageType uint8
@@ -142,7 +150,7 @@ func (m *Message) dropKey(r Reason, key []byte) {
 		m.Drops[r]++
 	}
 	if m.FirstDrop == "" {
-		m.FirstDrop = cleanText(truncate(string(key), 64)) + ": " + r.String()
+		m.FirstDrop = cleanText(string(truncate(key, 64))) + ": " + r.String()
 	}
 }
 
@@ -172,6 +180,9 @@ const (
 	MaxFieldsPerMessage = 64
 	MaxEventTypeLen     = 64
 	MaxEventDetailLen   = 1024
+	// MaxDedupIDLen bounds a ChirpStack deduplicationId (a UUID, 36 bytes);
+	// a longer one is ignored, so remembering recent ids stays small.
+	MaxDedupIDLen = 64
 )
 
 // Decoder turns MQTT deliveries into validated Messages. A Decoder reuses
@@ -237,7 +248,7 @@ func (d *Decoder) Decode(topic string, payload []byte, now time.Time, m *Message
 	if strings.HasPrefix(topic, "application/") {
 		return d.decodeChirpStack(topic, payload, now, m)
 	}
-	return reject(ReasonBadTopic, "topic %q is outside %s and application/", topic, d.root)
+	return reject(ReasonBadTopic, "topic %q is outside %s and application/", topic, cleanText(d.root))
 }
 
 // splitTopic splits "kind/id/suffix".
@@ -260,7 +271,7 @@ func splitTopic(rest string) (kind, id, suffix string, ok bool) {
 func ParseTopic(root, topic string) (kind, id string, typ MessageType, err error) {
 	root = strings.TrimSuffix(root, "/") + "/"
 	if !strings.HasPrefix(topic, root) {
-		return "", "", 0, reject(ReasonBadTopic, "topic %q is outside %s", topic, root)
+		return "", "", 0, reject(ReasonBadTopic, "topic %q is outside %s", topic, cleanText(root))
 	}
 	return parseRest(root, topic[len(root):])
 }
@@ -269,7 +280,7 @@ func ParseTopic(root, topic string) (kind, id string, typ MessageType, err error
 func parseRest(root, rest string) (kind, id string, typ MessageType, err error) {
 	kind, id, suffix, ok := splitTopic(rest)
 	if !ok {
-		return "", "", 0, reject(ReasonBadTopic, "topic %q: want %s{kind}/{device_id}/{telemetry|event|status}", root+rest, root)
+		return "", "", 0, reject(ReasonBadTopic, "topic %q: want %s{kind}/{device_id}/{telemetry|event|status}", root+rest, cleanText(root))
 	}
 	switch suffix {
 	case "telemetry":
@@ -300,9 +311,9 @@ func (d *Decoder) str(v jsonValue) []byte {
 // describe returns v's JSON text, shortened, for a rejection's detail.
 func (d *Decoder) describe(v jsonValue) string {
 	if v.kind == jsonString {
-		return strconv.Quote(truncate(string(d.str(v)), 80))
+		return strconv.Quote(string(truncate(d.str(v), 80)))
 	}
-	return truncate(string(v.raw), 80)
+	return string(truncate(v.raw, 80))
 }
 
 // notObject is the rejection of a payload that is not one JSON object.
@@ -499,7 +510,7 @@ func (d *Decoder) timestamp(v jsonValue, now time.Time) (int64, error) {
 	case jsonNumber:
 		f := parseNumber(v.raw)
 		if !finite(f) || f < 0 || f > 1e15 {
-			return 0, reject(ReasonBadTimestamp, "ts %s is not epoch milliseconds", truncate(string(v.raw), 40))
+			return 0, reject(ReasonBadTimestamp, "ts %s is not epoch milliseconds", string(truncate(v.raw, 40)))
 		}
 		ms = int64(f)
 	case jsonString:
@@ -508,7 +519,7 @@ func (d *Decoder) timestamp(v jsonValue, now time.Time) (int64, error) {
 		if ms, ok = parseRFC3339Millis(b); !ok {
 			n, err := strconv.ParseInt(string(b), 10, 64)
 			if err != nil || n < 0 || n > 1e15 {
-				return 0, reject(ReasonBadTimestamp, "ts %q is neither RFC 3339 nor epoch milliseconds", truncate(string(b), 40))
+				return 0, reject(ReasonBadTimestamp, "ts %q is neither RFC 3339 nor epoch milliseconds", string(truncate(b, 40)))
 			}
 			ms = n
 		}
@@ -764,9 +775,9 @@ func (d *Decoder) event(t, detail jsonValue, m *Message) error {
 	switch detail.kind {
 	case jsonInvalid, jsonNull:
 	case jsonString:
-		m.EventDetail = cleanText(truncate(string(d.str(detail)), MaxEventDetailLen))
+		m.EventDetail = cleanText(string(truncate(d.str(detail), MaxEventDetailLen)))
 	default:
-		m.EventDetail = cleanText(truncate(string(detail.raw), MaxEventDetailLen))
+		m.EventDetail = cleanText(string(truncate(detail.raw, MaxEventDetailLen)))
 	}
 	return nil
 }
@@ -800,7 +811,7 @@ func cleanText(s string) string {
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
+func truncate[T string | []byte](s T, n int) T {
 	if len(s) <= n {
 		return s
 	}
@@ -898,14 +909,15 @@ func (d *Decoder) decodeChirpStack(topic string, payload []byte, now time.Time, 
 	}
 	euiB := d.str(eui)
 	if !sameEUI(euiB, topicEUI) {
-		return reject(ReasonDeviceMismatch, "deviceInfo.devEui %q does not match topic %q", truncate(string(euiB), 32), topicEUI)
+		return reject(ReasonDeviceMismatch, "deviceInfo.devEui %q does not match topic %q", string(truncate(euiB, 32)), topicEUI)
 	}
 	dev, ok := d.opts.Registry.lookupEUI(euiB)
 	if !ok {
-		return reject(ReasonUnknownDevice, "no device with dev_eui %q in the registry", truncate(string(euiB), 32))
+		return reject(ReasonUnknownDevice, "no device with dev_eui %q in the registry", string(truncate(euiB, 32)))
 	}
 	m.Device, m.DeviceID, m.Kind = dev, dev.ID, dev.Kind
-	if dedup.kind == jsonString {
+	// Unescaping never lengthens a string, so the raw length bounds it.
+	if dedup.kind == jsonString && len(dedup.raw) <= MaxDedupIDLen {
 		m.DedupID = string(d.str(dedup))
 	}
 	var err error

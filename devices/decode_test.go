@@ -159,6 +159,16 @@ func TestDecodeDetails(t *testing.T) {
 	if m.DedupID != "3ac7e3c4-4401-4b8d-9386-a5c902f9202d" || m.Seq != 4294967295 || m.DeviceID != "water-c1" {
 		t.Errorf("dedup %q seq %d device %q", m.DedupID, m.Seq, m.DeviceID)
 	}
+	// A rejection quoting a 64 KiB topic stays short.
+	err := d.Decode("sanitation/bin/"+strings.Repeat("x", 64<<10)+"/telemetry", []byte(`{"fill_pct": 5}`), testNow, &m)
+	if rej, ok := err.(*Rejection); !ok || rej.Reason != ReasonBadTopic || len(rej.Detail) > MaxDetailLen || !strings.HasSuffix(rej.Detail, "…") {
+		t.Errorf("long topic: %v", err)
+	}
+	// An over-long deduplicationId is not kept: the reading is.
+	long := strings.Repeat("d", MaxDedupIDLen+1)
+	if err := d.Decode("application/1/device/0004a30b001c0530/event/up", []byte(strings.Replace(payload, "3ac7e3c4-4401-4b8d-9386-a5c902f9202d", long, 1)), testNow, &m); err != nil || m.DedupID != "" {
+		t.Errorf("deduplicationId of %d bytes: %v, kept %d bytes", len(long), err, len(m.DedupID))
+	}
 	for _, tc := range []struct{ topic, payload, want string }{
 		{"sanitation/bin/bin-001/telemetry", `[1]`, "bad_json: payload is a JSON array, want an object"},
 		{"sanitation/bin/bin-001/telemetry", ` `, "bad_json: empty payload"},

@@ -33,6 +33,9 @@ func messageProblem(d *Decoder, m *Message, reg *Registry) string {
 	} else if dev, ok := reg.Lookup(m.DeviceID); ok && m.Type != Status {
 		return fmt.Sprintf("registered device %q decoded without its registry entry %v", m.DeviceID, dev)
 	}
+	if len(m.DedupID) > MaxDedupIDLen || len(m.DeviceID) > MaxIDLen {
+		return fmt.Sprintf("dedup id of %d bytes, device id of %d", len(m.DedupID), len(m.DeviceID))
+	}
 	now := testNow.UnixMilli()
 	if m.Type == Status {
 		if m.TS != now || m.Values.Present != 0 {
@@ -106,8 +109,8 @@ func rejectionProblem(err error) string {
 	if !slices.Contains(RejectReasons, rej.Reason) {
 		return fmt.Sprintf("rejected for %s, not a rejection reason", rej.Reason)
 	}
-	if !utf8.ValidString(rej.Reason.String()) {
-		return "bad reason"
+	if len(rej.Detail) > MaxDetailLen || !utf8.ValidString(rej.Detail) {
+		return fmt.Sprintf("detail of %d bytes: %q", len(rej.Detail), rej.Detail)
 	}
 	return ""
 }
@@ -219,47 +222,69 @@ func FuzzReadCSV(f *testing.F) {
 	f.Add([]byte("\xef\xbb\xbfkind,id,supply\nwater,a,small\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		devs, err := ReadCSV(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		for i := range devs {
-			if err := devs[i].validate(); err != nil {
-				t.Fatalf("ReadCSV returned an invalid device %+v: %v", devs[i], err)
-			}
-		}
-		// Whatever was read is written and read back unchanged, as CSV and
-		// as YAML.
-		var csvOut, yamlOut bytes.Buffer
-		if err := WriteCSV(&csvOut, devs); err != nil {
-			t.Fatal(err)
-		}
-		if back, err := ReadCSV(&csvOut); err != nil || !reflect.DeepEqual(back, devs) && len(devs) > 0 {
-			t.Fatalf("CSV round trip: %v\n got  %+v\n want %+v", err, back, devs)
-		}
-		if err := WriteYAML(&yamlOut, devs); err != nil {
-			t.Fatal(err)
-		}
-		if back, err := ReadYAML(&yamlOut); err != nil || !reflect.DeepEqual(back, devs) && len(devs) > 0 {
-			t.Fatalf("YAML round trip of %q: %v\n got  %+v\n want %+v", yamlOut.String(), err, back, devs)
-		}
-		reg, err := NewRegistry(devs)
-		if err != nil {
-			return // duplicate ids or dev_euis
-		}
-		if reg.Len() != len(devs) {
-			t.Fatalf("registry of %d devices has %d", len(devs), reg.Len())
-		}
-		for i := range devs {
-			if d, ok := reg.Lookup(devs[i].ID); !ok || *d != devs[i] {
-				t.Fatalf("Lookup(%q) = %v, %v", devs[i].ID, d, ok)
-			}
-			if eui := devs[i].DevEUI; eui != "" {
-				if d, ok := reg.LookupEUI(strings.ToUpper(eui)); !ok || d.ID != devs[i].ID {
-					t.Fatalf("LookupEUI(%q) = %v, %v", eui, d, ok)
-				}
-			}
+		if err == nil {
+			checkReadDevices(t, devs)
 		}
 	})
+}
+
+func FuzzReadYAML(f *testing.F) {
+	b, err := os.ReadFile("testdata/registry.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("devices:\n  - {id: a, kind: bin, site: \"x: \\\"y\\\"=z\", lat: 1.5, lon: -2, dev_eui: 00-04-A3-0B-00-1C-05-30, report_interval: 90s}\n"))
+	f.Add([]byte("devices:\n  - &d {id: w, kind: water, supply: small}\n  - *d\n"))
+	f.Add([]byte("devices:\n  - {id: t, kind: toilet, toilet_class: 3, org_unit: 区环卫所}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		devs, err := ReadYAML(bytes.NewReader(data))
+		if err == nil {
+			checkReadDevices(t, devs)
+		}
+	})
+}
+
+// checkReadDevices checks devices a registry reader returned: each valid,
+// each written and read back unchanged as CSV and as YAML, and a registry
+// of them finds each by id and dev_eui.
+func checkReadDevices(t *testing.T, devs []Device) {
+	t.Helper()
+	for i := range devs {
+		if err := devs[i].validate(); err != nil {
+			t.Fatalf("reader returned an invalid device %+v: %v", devs[i], err)
+		}
+	}
+	var csvOut, yamlOut bytes.Buffer
+	if err := WriteCSV(&csvOut, devs); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := ReadCSV(&csvOut); err != nil || !reflect.DeepEqual(back, devs) && len(devs) > 0 {
+		t.Fatalf("CSV round trip: %v\n got  %+v\n want %+v", err, back, devs)
+	}
+	if err := WriteYAML(&yamlOut, devs); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := ReadYAML(&yamlOut); err != nil || !reflect.DeepEqual(back, devs) && len(devs) > 0 {
+		t.Fatalf("YAML round trip of %q: %v\n got  %+v\n want %+v", yamlOut.String(), err, back, devs)
+	}
+	reg, err := NewRegistry(devs)
+	if err != nil {
+		return // duplicate ids or dev_euis
+	}
+	if reg.Len() != len(devs) {
+		t.Fatalf("registry of %d devices has %d", len(devs), reg.Len())
+	}
+	for i := range devs {
+		if d, ok := reg.Lookup(devs[i].ID); !ok || *d != devs[i] {
+			t.Fatalf("Lookup(%q) = %v, %v", devs[i].ID, d, ok)
+		}
+		if eui := devs[i].DevEUI; eui != "" {
+			if d, ok := reg.LookupEUI(strings.ToUpper(eui)); !ok || d.ID != devs[i].ID {
+				t.Fatalf("LookupEUI(%q) = %v, %v", eui, d, ok)
+			}
+		}
+	}
 }
 
 func FuzzRecord(f *testing.F) {

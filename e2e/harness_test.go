@@ -184,6 +184,7 @@ func (s *Sanitel) WaitReady() {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-s.done:
+			s.done <- err // for Kill, which waits on it too
 			s.t.Fatalf("sanitel exited before it was ready: %v\n%s", err, tail(s.log.String(), 4000))
 		default:
 		}

@@ -103,7 +103,8 @@ sanitel_ensure_influxd() {
 }
 
 # sanitel_ensure_chromium finds or installs chromium and exports its path as
-# SANITEL_TEST_CHROMIUM, for browser tests.
+# SANITEL_TEST_CHROMIUM, for browser tests. A CJK font comes with it, so the
+# Chinese pages in the tests' screenshots are legible.
 sanitel_ensure_chromium() {
 	local p
 	for p in chromium chromium-browser google-chrome-stable google-chrome; do
@@ -113,7 +114,7 @@ sanitel_ensure_chromium() {
 			return
 		fi
 	done
-	sanitel_apt_install chromium
+	sanitel_apt_install chromium fonts-wqy-microhei
 	SANITEL_TEST_CHROMIUM=$(command -v chromium) || sanitel_die "chromium still not found after apt-get install"
 	export SANITEL_TEST_CHROMIUM
 }

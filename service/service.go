@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/sanitel/sanitel/alerting"
 	"github.com/sanitel/sanitel/api"
 	"github.com/sanitel/sanitel/config"
+	"github.com/sanitel/sanitel/desk"
 	"github.com/sanitel/sanitel/devices"
 	"github.com/sanitel/sanitel/ingest"
 	"github.com/sanitel/sanitel/spool"
@@ -98,9 +100,12 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 		opts.ShutdownTimeout = 15 * time.Second
 	}
 	s = &Service{cfg: cfg, opts: opts, log: opts.Logger, reg: prometheus.NewRegistry()}
+	// Each `return nil, err` sets s to nil before deferred calls run, so the
+	// clean-up holds its own reference to what was opened so far.
+	opened := s
 	defer func() {
 		if err != nil {
-			s.close()
+			opened.close()
 		}
 	}()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -223,7 +228,7 @@ func (s *Service) openTickets() error {
 	openCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.store, err = tickets.Open(openCtx, cfg.Tickets.DSN); err != nil {
-		return fmt.Errorf("open ticket store %s: %w", cfg.Tickets.DSN, err)
+		return fmt.Errorf("open ticket store %s: %w", cfg.Masked().Tickets.DSN, err)
 	}
 	s.closers = append(s.closers, func() { s.store.Close() })
 	var hooks []tickets.Webhook
@@ -338,8 +343,32 @@ func (s *Service) openAPI() error {
 			return fmt.Errorf("http.listen: %w", err)
 		}
 	}
-	s.httpSrv = &http.Server{Handler: s.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	web, err := desk.New(desk.Options{
+		Tickets: s.tickets, Auth: s.api, Devices: deviceSource{s}, Location: loc, Now: s.opts.Now,
+		Logger: s.log.With("component", "desk"),
+	})
+	if err != nil {
+		return err
+	}
+	handler := desk.Mount(s.api.Handler(), web)
+	if cfg.HTTP.Pprof {
+		handler = withPprof(handler)
+	}
+	s.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	return nil
+}
+
+// withPprof serves net/http/pprof under /debug/pprof/ and everything else
+// with next (http.pprof, for profiling the ingestion path under load).
+func withPprof(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", next)
+	return mux
 }
 
 // Addr returns the address the HTTP API listens on.
@@ -374,6 +403,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if s.writer != nil {
 		goRun("influx writer", s.writer.Run)
+		goRun("dashboard snapshot", s.newSnapshotter().Run)
 	}
 	if s.feed != nil {
 		goRun("alert feed", s.feed.Run)

@@ -389,17 +389,22 @@ func (p *publisher) close(ctx context.Context) {
 	wg.Wait()
 }
 
-// progress prints a line every second until the returned func is called,
-// which prints the final line.
+// progress prints a line until the returned func is called, which prints
+// the final line: every second on a terminal, where the line is rewritten
+// in place, and every ten seconds elsewhere, where each line stays in a log.
 func (p *publisher) progress(start time.Time) (stop func()) {
 	w := p.opts.Progress
 	if w == nil {
 		return func() {}
 	}
+	every := 10 * time.Second
+	if p.opts.Terminal {
+		every = time.Second
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		last, lastAt := int64(0), start
 		for {

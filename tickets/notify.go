@@ -284,6 +284,12 @@ func (n *WebhookNotifier) post(h *hook, d delivery) error {
 	}
 	resp, err := n.client.Do(req)
 	if err != nil {
+		// The client's error quotes the URL, whose query may hold a token
+		// (DingTalk's access_token): keep only the reason.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return ue.Err
+		}
 		return err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -67,6 +67,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting sanitel", "version", version, "config", *path, "settings", cfg)
+	if err := service.CheckBroker(ctx, cfg, log.With("component", "mqtt")); err != nil {
+		return err
+	}
 	svc, err := service.New(cfg, service.Options{Logger: log, ShutdownTimeout: *shutdown})
 	if err != nil {
 		return err

@@ -23,7 +23,8 @@ Without --devices it simulates the config's device registry. With
 
 Simulated timestamps never run ahead of the wall clock: an accelerated run
 (--speed, --count or --rate) starts its clock in the past and catches up.
-A progress line is printed every second; the summary at the end counts
+A progress line (sent, rate, errors) is rewritten every second on a
+terminal and printed every 10 s otherwise; the summary at the end counts
 what was sent, acknowledged and failed, and which faults were injected.
 
 Faults (--faults): a comma-separated list of name or name=rate, "all" or
