@@ -33,6 +33,11 @@ type Token struct {
 type Check struct {
 	Name string
 	Fn   func(context.Context) error
+	// Degrades marks a check whose failure leaves sanitel ready but
+	// degraded: /readyz still answers 200, with status "degraded" and the
+	// error under checks. InfluxDB is such a check: while it is down the
+	// spool keeps accepting and acknowledging readings.
+	Degrades bool
 }
 
 // DeviceStatus is a registry device with what was last heard from it.
@@ -254,23 +259,30 @@ type errorBody struct {
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{}
-	ok := true
+	ok, degraded := true, false
 	for _, c := range s.ready {
 		ctx, cancel := context.WithTimeout(r.Context(), s.readyTO)
 		err := c.Fn(ctx)
 		cancel()
 		if err != nil {
-			ok = false
+			if c.Degrades {
+				degraded = true
+			} else {
+				ok = false
+			}
 			checks[c.Name] = err.Error()
 			continue
 		}
 		checks[c.Name] = "ok"
 	}
-	if !ok {
+	switch {
+	case !ok:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "checks": checks})
-		return
+	case degraded:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "checks": checks})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
 // statusWriter remembers the status code for the access log.

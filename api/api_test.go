@@ -536,10 +536,12 @@ func TestRankingShape(t *testing.T) {
 func TestReadyz(t *testing.T) {
 	var mu sync.Mutex
 	brokerErr := errors.New("broker not connected")
+	influxErr := errors.New("connection refused")
 	e := newEnv(t, func(o *Options) {
 		o.Ready = []Check{
 			{Name: "store", Fn: func(context.Context) error { return nil }},
 			{Name: "broker", Fn: func(context.Context) error { mu.Lock(); defer mu.Unlock(); return brokerErr }},
+			{Name: "influxdb", Fn: func(context.Context) error { mu.Lock(); defer mu.Unlock(); return influxErr }, Degrades: true},
 		}
 	})
 	r := e.call("GET", "/readyz", "", "")
@@ -551,7 +553,18 @@ func TestReadyz(t *testing.T) {
 	mu.Lock()
 	brokerErr = nil
 	mu.Unlock()
-	if r := e.call("GET", "/readyz", "", ""); r.code != 200 {
+	// InfluxDB down alone leaves sanitel ready (the spool accepts) but says so.
+	r = e.call("GET", "/readyz", "", "")
+	m = r.json(t)
+	checks, _ = m["checks"].(map[string]any)
+	if r.code != 200 || m["status"] != "degraded" || checks["influxdb"] != "connection refused" {
+		t.Errorf("influx down: %d %s", r.code, r.body)
+	}
+	mu.Lock()
+	influxErr = nil
+	mu.Unlock()
+	r = e.call("GET", "/readyz", "", "")
+	if m := r.json(t); r.code != 200 || m["status"] != "ready" {
 		t.Errorf("all ready: %d %s", r.code, r.body)
 	}
 }

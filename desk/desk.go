@@ -68,6 +68,7 @@ type Desk struct {
 	pageSize int
 	secure   bool
 	sessions *sessions
+	failures failures
 	pages    map[string]*template.Template
 	handler  http.Handler
 }

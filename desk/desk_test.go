@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sanitel/sanitel/tickets"
 )
@@ -337,5 +338,33 @@ func TestExports(t *testing.T) {
 	}
 	if a := c.get("/desk/ranking.csv?month=2026-13"); a.code != http.StatusBadRequest {
 		t.Errorf("bad month: %d, want 400", a.code)
+	}
+}
+
+func TestFailedSignInsAreThrottled(t *testing.T) {
+	f := newFixture(t, 0)
+	c := f.client(t)
+	for i := range maxFailedSignIns {
+		if a := c.do(http.MethodPost, "/desk/login", url.Values{"token": {fmt.Sprintf("wrong-token-%02d-xxxxxxxx", i)}}); a.code != http.StatusUnauthorized {
+			t.Fatalf("failed sign-in %d: %d, want 401", i+1, a.code)
+		}
+	}
+	// Even the right token is refused now, from this address, with a reason.
+	a := c.do(http.MethodPost, "/desk/login", url.Values{"token": {roadsToken}})
+	if a.code != http.StatusTooManyRequests || !strings.Contains(a.body, "一分钟") {
+		t.Fatalf("after %d failures: %d, want 429 saying to wait a minute", maxFailedSignIns, a.code)
+	}
+
+	// The window ends.
+	var fl failures
+	start := time.Now()
+	for range maxFailedSignIns {
+		fl.fail("192.0.2.1", start)
+	}
+	if !fl.blocked("192.0.2.1", start.Add(time.Second)) || fl.blocked("192.0.2.2", start) {
+		t.Error("the failing host is not blocked, or another host is")
+	}
+	if fl.blocked("192.0.2.1", start.Add(failedSignInWindow)) {
+		t.Error("still blocked after the window")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -79,6 +80,68 @@ func (ss *sessions) end(id string) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	delete(ss.m, id)
+}
+
+// Failed sign-ins are throttled per client address: after
+// maxFailedSignIns wrong tokens within failedSignInWindow, that address is
+// answered 429 until the window ends. Tokens are long random strings, so
+// this is not what keeps them safe; it keeps a guessing script from
+// filling the log and the CPU.
+const (
+	maxFailedSignIns   = 10
+	failedSignInWindow = time.Minute
+	maxThrottledHosts  = 10000 // beyond this the oldest windows are forgotten first
+)
+
+type failures struct {
+	mu sync.Mutex
+	m  map[string]*failWindow
+}
+
+type failWindow struct {
+	start time.Time
+	n     int
+}
+
+func clientHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// blocked reports whether host has used up its failed sign-ins.
+func (f *failures) blocked(host string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.m[host]
+	return w != nil && now.Sub(w.start) < failedSignInWindow && w.n >= maxFailedSignIns
+}
+
+// fail counts a failed sign-in from host.
+func (f *failures) fail(host string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]*failWindow{}
+	}
+	w := f.m[host]
+	if w == nil || now.Sub(w.start) >= failedSignInWindow {
+		if w == nil && len(f.m) >= maxThrottledHosts {
+			for h, old := range f.m {
+				if now.Sub(old.start) >= failedSignInWindow {
+					delete(f.m, h)
+				}
+			}
+			if len(f.m) >= maxThrottledHosts {
+				return // under a wide attack: count no more hosts, keep memory bounded
+			}
+		}
+		w = &failWindow{start: now}
+		f.m[host] = w
+	}
+	w.n++
 }
 
 // session returns the session of r's cookie, or nil.
@@ -157,8 +220,18 @@ func (d *Desk) loginPage(w http.ResponseWriter, r *http.Request) {
 // made on every sign-in, so a session id set before cannot be reused.
 func (d *Desk) login(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostFormValue("next"))
+	host, now := clientHost(r), time.Now()
+	if d.failures.blocked(host, now) {
+		v := d.view(r, nil, "login")
+		v.Title = v.T("login.title")
+		v.Error = v.T("login.throttled")
+		v.Data = loginData{Next: next}
+		d.render(w, r, http.StatusTooManyRequests, "login", v)
+		return
+	}
 	who, ok := d.auth.Authenticate(strings.TrimSpace(r.PostFormValue("token")))
 	if !ok {
+		d.failures.fail(host, now)
 		d.log.Info("desk sign-in refused", "remote", r.RemoteAddr)
 		v := d.view(r, nil, "login")
 		v.Title = v.T("login.title")

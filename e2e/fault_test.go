@@ -212,9 +212,17 @@ func TestFaultInfluxDownMidStream(t *testing.T) {
 	Eventually(t, 30*time.Second, func() bool {
 		return s.Metric("sanitel_spool_bytes") > 0 && s.Metric("sanitel_influx_write_errors_total") > 0
 	}, func() string { return "spool did not grow / no write errors counted while InfluxDB was down" })
-	var ready map[string]any
+	// /readyz stays 200 (the spool accepts; the broker need not hold
+	// anything back) but reports the outage.
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
 	code := s.GetJSON("/readyz", &ready)
 	t.Logf("while InfluxDB is down: /readyz %d %v, spool %v bytes", code, ready, s.Metric("sanitel_spool_bytes"))
+	if code != 200 || ready.Status != "degraded" || ready.Checks["influxdb"] == "ok" || ready.Checks["influxdb"] == "" {
+		t.Errorf("/readyz while InfluxDB is down = %d %+v, want 200 degraded with the influxdb error", code, ready)
+	}
 	time.Sleep(15 * time.Second) // an outage of some length: the writer backs off and retries
 	e.Influx.Start()
 	e.checkNoLoss(st, 60*time.Second)

@@ -328,6 +328,9 @@ func (s *Service) openAPI() error {
 		{Name: "spool", Fn: func(context.Context) error { return s.spool.Err() }},
 		{Name: "tickets", Fn: s.store.Ping},
 	}
+	if s.writer != nil {
+		checks = append(checks, api.Check{Name: "influxdb", Fn: s.writer.Ping, Degrades: true})
+	}
 	var err error
 	s.api, err = api.New(api.Options{
 		Tickets: s.tickets, Tokens: toks, Devices: deviceSource{s}, DeadLetters: deadLetterSource{s.deadLetters},
@@ -354,7 +357,15 @@ func (s *Service) openAPI() error {
 	if cfg.HTTP.Pprof {
 		handler = withPprof(handler)
 	}
-	s.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// Bounded reads and idle connections: a slow or idle client cannot hold
+	// a connection (and its goroutine) for ever. No WriteTimeout: a large
+	// CSV ledger export may legitimately take a while to stream.
+	s.httpSrv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
 	return nil
 }
 
