@@ -177,6 +177,7 @@ func Run(ctx context.Context, opts Options) error {
 	fmt.Fprintf(out, `sanitel demo: %d devices in %d streets, a simulated day replayed at %gx, then real time.
 
   MQTT broker    %s   (mosquitto_sub -h %s -p %s -t 'sanitation/#' -v)
+  desk           %s/desk/   (the demo has no tokens: sign in with any word)
   tickets        %s/api/v1/tickets?status=open
   devices        %s/api/v1/devices
   rejected input %s/api/v1/rejected
@@ -187,7 +188,7 @@ func Run(ctx context.Context, opts Options) error {
 Press Ctrl-C to stop.
 
 `, len(devs), countStreets(devs), opts.Speed, broker.URL(), host(broker.Addr()), port(broker.Addr()),
-		base, base, base, base, filepath.Join(opts.Dir, "sanitel.yaml"), opts.Dir)
+		base, base, base, base, base, filepath.Join(opts.Dir, "sanitel.yaml"), opts.Dir)
 	if err := writeConfig(filepath.Join(opts.Dir, "sanitel.yaml"), cfg); err != nil {
 		log.Warn("cannot write the demo's config file", "err", err)
 	}
