@@ -35,9 +35,8 @@ type Influx struct {
 	// LogFile receives influxd's output, across restarts.
 	LogFile string
 
-	t      testing.TB
-	proc   *process // nil when shared
-	client *http.Client
+	control // Stop, Kill, Restart, Start: for a server the test started
+	client  *http.Client
 }
 
 // InfluxOptions configures a private influxd. The zero value is what
@@ -70,9 +69,9 @@ func StartInfluxWith(t testing.TB, opts InfluxOptions) *Influx {
 		Dir:        dir,
 		ConfigFile: filepath.Join(dir, "influxd.conf"),
 		LogFile:    filepath.Join(dir, "influxd.log"),
-		t:          t,
 		client:     &http.Client{Timeout: 60 * time.Second},
 	}
+	i.control = control{t: t, afterStop: i.client.CloseIdleConnections}
 	i.proc = &process{
 		name:    "influxd",
 		bin:     bin,
@@ -182,59 +181,6 @@ func (i *Influx) ping() error {
 	return nil
 }
 
-// Stop stops influxd with SIGTERM and waits for it to exit. Stopping a
-// stopped server does nothing. Call it from the test goroutine.
-func (i *Influx) Stop() {
-	i.t.Helper()
-	i.mustOwn("Stop")
-	if err := i.proc.stop(); err != nil {
-		i.t.Fatalf("testenv: %v", err)
-	}
-}
-
-// Kill kills influxd with SIGKILL and waits for it to exit: a crash. Writes
-// that were acknowledged survive in the WAL.
-func (i *Influx) Kill() {
-	i.t.Helper()
-	i.mustOwn("Kill")
-	i.proc.kill()
-	i.client.CloseIdleConnections()
-}
-
-// Restart stops influxd (if it runs) and starts it again on the same ports
-// with the same data.
-func (i *Influx) Restart() {
-	i.t.Helper()
-	i.mustOwn("Restart")
-	if err := i.proc.stop(); err != nil {
-		i.t.Fatalf("testenv: %v", err)
-	}
-	i.client.CloseIdleConnections()
-	if err := i.proc.start(); err != nil {
-		i.t.Fatalf("testenv: restart: %v", err)
-	}
-}
-
-// Start starts a stopped or killed influxd again on the same ports: the
-// second half of an outage made with Stop or Kill.
-func (i *Influx) Start() {
-	i.t.Helper()
-	i.mustOwn("Start")
-	if i.proc.running() {
-		return
-	}
-	if err := i.proc.start(); err != nil {
-		i.t.Fatalf("testenv: start: %v", err)
-	}
-}
-
-func (i *Influx) mustOwn(op string) {
-	i.t.Helper()
-	if i.proc == nil {
-		i.t.Fatalf("testenv: %s: the InfluxDB at %s is shared (from $%s); use StartInflux for a server this test may stop", op, i.URL, EnvInfluxURL)
-	}
-}
-
 // InfluxFromEnv returns the shared InfluxDB named by
 // $SANITEL_TEST_INFLUX_URL, as scripts/test.sh sets it, or else starts a
 // private one. A shared server cannot be stopped or restarted, and other
@@ -253,9 +199,9 @@ func InfluxFromEnv(t testing.TB) *Influx {
 	i := &Influx{
 		URL:    strings.TrimRight(raw, "/"),
 		Port:   port,
-		t:      t,
 		client: &http.Client{Timeout: 60 * time.Second},
 	}
+	i.control = control{t: t, shared: fmt.Sprintf("the InfluxDB at %s is shared (from $%s); use StartInflux for a server this test may stop", i.URL, EnvInfluxURL)}
 	t.Cleanup(i.client.CloseIdleConnections)
 	if err := i.ping(); err != nil {
 		t.Fatalf("testenv: shared InfluxDB $%s=%s does not answer (%v); is scripts/test.sh still running?", EnvInfluxURL, raw, err)

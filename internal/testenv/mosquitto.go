@@ -32,8 +32,7 @@ type Mosquitto struct {
 	// LogFile receives the broker's output, across restarts.
 	LogFile string
 
-	t    testing.TB
-	proc *process // nil for a shared broker
+	control // Stop, Kill, Restart, Start: for a broker the test started
 }
 
 // MosquittoOptions configures a private broker. The zero value is an
@@ -96,7 +95,7 @@ func startMosquittoConf(t testing.TB, withTLS bool, conf func(dir string, port, 
 		Dir:        dir,
 		ConfigFile: filepath.Join(dir, "mosquitto.conf"),
 		LogFile:    filepath.Join(dir, "mosquitto.log"),
-		t:          t,
+		control:    control{t: t},
 	}
 	m.proc = &process{
 		name:    "mosquitto",
@@ -192,57 +191,6 @@ func (m *Mosquitto) probe() error {
 	return nil
 }
 
-// Stop stops the broker with SIGTERM and waits for it to exit; the broker
-// saves its persistence database on the way out. Stopping a stopped broker
-// does nothing. Call it from the test goroutine.
-func (m *Mosquitto) Stop() {
-	m.t.Helper()
-	m.mustOwn("Stop")
-	if err := m.proc.stop(); err != nil {
-		m.t.Fatalf("testenv: %v", err)
-	}
-}
-
-// Kill kills the broker with SIGKILL and waits for it to exit: a crash.
-// Whatever changed since the last autosave of persistence is lost.
-func (m *Mosquitto) Kill() {
-	m.t.Helper()
-	m.mustOwn("Kill")
-	m.proc.kill()
-}
-
-// Restart stops the broker (if it runs) and starts it again on the same
-// ports with the same persistence directory.
-func (m *Mosquitto) Restart() {
-	m.t.Helper()
-	m.mustOwn("Restart")
-	if err := m.proc.stop(); err != nil {
-		m.t.Fatalf("testenv: %v", err)
-	}
-	if err := m.proc.start(); err != nil {
-		m.t.Fatalf("testenv: restart: %v", err)
-	}
-}
-
-// Start starts a stopped or killed broker again on the same ports.
-func (m *Mosquitto) Start() {
-	m.t.Helper()
-	m.mustOwn("Start")
-	if m.proc.running() {
-		return
-	}
-	if err := m.proc.start(); err != nil {
-		m.t.Fatalf("testenv: start: %v", err)
-	}
-}
-
-func (m *Mosquitto) mustOwn(op string) {
-	m.t.Helper()
-	if m.proc == nil {
-		m.t.Fatalf("testenv: %s: the broker at %s is shared (from $%s); use StartMosquitto for a broker this test may stop", op, m.Addr, EnvMQTT)
-	}
-}
-
 // MosquittoFromEnv returns the shared broker named by $SANITEL_TEST_MQTT, as
 // scripts/test.sh sets it, or else starts a private one with default
 // options. A shared broker cannot be stopped or restarted, and other tests
@@ -264,5 +212,6 @@ func MosquittoFromEnv(t testing.TB) *Mosquitto {
 		t.Fatalf("testenv: shared broker $%s=%s does not answer (%v); is scripts/test.sh still running?", EnvMQTT, addr, err)
 	}
 	c.Close()
-	return &Mosquitto{Addr: addr, Port: port, t: t}
+	shared := fmt.Sprintf("the broker at %s is shared (from $%s); use StartMosquitto for a broker this test may stop", addr, EnvMQTT)
+	return &Mosquitto{Addr: addr, Port: port, control: control{t: t, shared: shared}}
 }

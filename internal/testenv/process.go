@@ -180,3 +180,73 @@ func readTail(path string, n int64) string {
 	}
 	return prefix + string(b)
 }
+
+// control stops and starts a server a test started itself; Influx and
+// Mosquitto embed it. A shared server (from scripts/test.sh) is used by
+// other tests at the same time, so it refuses.
+//
+// Stop sends SIGTERM and waits (Mosquitto saves its persistence database on
+// the way out); stopping a stopped server does nothing. Kill sends SIGKILL: a
+// crash (InfluxDB keeps what its WAL acknowledged; Mosquitto loses what
+// changed since its last autosave). Restart stops the server if it runs and
+// starts it again on the same ports with the same data. Start starts a
+// stopped or killed server again: the second half of an outage made with
+// Stop or Kill. Call them from the test goroutine.
+type control struct {
+	t         testing.TB
+	proc      *process // nil when shared
+	shared    string   // why a shared server refuses, for the failure message
+	afterStop func()   // optional, after the process is gone (drop idle connections)
+}
+
+func (c *control) Stop() {
+	c.t.Helper()
+	c.mustOwn("Stop")
+	if err := c.proc.stop(); err != nil {
+		c.t.Fatalf("testenv: %v", err)
+	}
+	c.stopped()
+}
+
+func (c *control) Kill() {
+	c.t.Helper()
+	c.mustOwn("Kill")
+	c.proc.kill()
+	c.stopped()
+}
+
+func (c *control) Restart() {
+	c.t.Helper()
+	c.mustOwn("Restart")
+	if err := c.proc.stop(); err != nil {
+		c.t.Fatalf("testenv: %v", err)
+	}
+	c.stopped()
+	if err := c.proc.start(); err != nil {
+		c.t.Fatalf("testenv: restart: %v", err)
+	}
+}
+
+func (c *control) Start() {
+	c.t.Helper()
+	c.mustOwn("Start")
+	if c.proc.running() {
+		return
+	}
+	if err := c.proc.start(); err != nil {
+		c.t.Fatalf("testenv: start: %v", err)
+	}
+}
+
+func (c *control) stopped() {
+	if c.afterStop != nil {
+		c.afterStop()
+	}
+}
+
+func (c *control) mustOwn(op string) {
+	c.t.Helper()
+	if c.proc == nil {
+		c.t.Fatalf("testenv: %s: %s", op, c.shared)
+	}
+}
