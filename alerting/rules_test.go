@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sanitel/sanitel/devices"
+	"github.com/sanitel/sanitel/internal/testenv"
 )
 
 // TestShippedRulesFile: configs/rules.yaml, the copy users read and start
@@ -240,47 +241,10 @@ func unwrapAll(err error) error {
 // TestBadRules loads every testdata/*.bad.yaml; its "# want:" lines are
 // substrings the error must contain, its "# not:" lines ones it must not.
 func TestBadRules(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.bad.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 30 {
-		t.Fatalf("only %d bad rules files", len(files))
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".bad.yaml"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var wants, nots []string
-			for _, line := range strings.Split(string(data), "\n") {
-				if w, ok := strings.CutPrefix(line, "# want: "); ok {
-					wants = append(wants, w)
-				}
-				if w, ok := strings.CutPrefix(line, "# not: "); ok {
-					nots = append(nots, w)
-				}
-			}
-			if len(wants) == 0 {
-				t.Fatal("no '# want:' line")
-			}
-			_, err = LoadRules(file)
-			if err == nil {
-				t.Fatal("loaded without error")
-			}
-			for _, w := range wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error:\n%v\ndoes not contain %q", err, w)
-				}
-			}
-			for _, w := range nots {
-				if strings.Contains(err.Error(), w) {
-					t.Errorf("error:\n%v\ncontains %q", err, w)
-				}
-			}
-		})
-	}
+	testenv.BadFiles(t, "testdata/*.bad.yaml", ".bad.yaml", 30, func(file string) error {
+		_, err := LoadRules(file)
+		return err
+	})
 }
 
 func TestParseDuration(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sanitel/sanitel/internal/testenv"
 )
 
 const exampleConfig = "../configs/sanitel.yaml"
@@ -451,47 +453,10 @@ func TestWriteMaskedRoundTrip(t *testing.T) {
 // the substrings the error must contain.
 func TestBadConfigs(t *testing.T) {
 	clearEnv(t)
-	files, err := filepath.Glob("testdata/*.bad.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 12 {
-		t.Fatalf("only %d bad configs", len(files))
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".bad.yaml"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var wants, nots []string
-			for _, line := range strings.Split(string(data), "\n") {
-				if w, ok := strings.CutPrefix(line, "# want: "); ok {
-					wants = append(wants, w)
-				}
-				if w, ok := strings.CutPrefix(line, "# not: "); ok {
-					nots = append(nots, w)
-				}
-			}
-			if len(wants) == 0 {
-				t.Fatal("no '# want:' line")
-			}
-			_, err = Load(file)
-			if err == nil {
-				t.Fatal("loaded without error")
-			}
-			for _, w := range wants {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error:\n%v\ndoes not contain %q", err, w)
-				}
-			}
-			for _, w := range nots {
-				if strings.Contains(err.Error(), w) {
-					t.Errorf("error:\n%v\ncontains %q", err, w)
-				}
-			}
-		})
-	}
+	testenv.BadFiles(t, "testdata/*.bad.yaml", ".bad.yaml", 12, func(file string) error {
+		_, err := Load(file)
+		return err
+	})
 }
 
 func TestManyErrorsJoined(t *testing.T) {
