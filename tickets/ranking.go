@@ -51,9 +51,11 @@ func MonthRange(month string, loc *time.Location) (from, to time.Time, err error
 // tickets opened (more first), then name.
 //
 // A ticket counts as rectified when it has a rectified_at (a closed ticket
-// keeps the one its verification accepted); on time when that is not after
-// its deadline. Overdue counts the late ones and those not rectified whose
-// deadline passed while they were still pending (as of now).
+// keeps the one its verification accepted), and so does a ticket that
+// closed itself because its condition cleared (auto-close: the bin was
+// emptied, the device came back), as of its closed_at; on time when that is
+// not after its deadline. Overdue counts the late ones and those still
+// pending past their deadline (as of now).
 func (s *Service) Ranking(ctx context.Context, month, by string) ([]RankingRow, error) {
 	if by != ByStreet && by != ByOrgUnit {
 		return nil, invalid("by", "must be street or org_unit, got %q", by)
@@ -82,22 +84,15 @@ func (s *Service) Ranking(ctx context.Context, month, by string) ([]RankingRow, 
 			groups[name] = g
 		}
 		g.row.Opened++
-		switch {
-		case t.RectifiedAt != nil:
+		if done := rectifiedAt(t); done != nil {
 			g.row.Rectified++
-			if t.RectifiedAt.After(t.Deadline) {
+			if done.After(t.Deadline) {
 				g.row.Overdue++
 			} else {
 				g.row.RectifiedOnTime++
 			}
-			g.hours = append(g.hours, t.RectifiedAt.Sub(t.OpenedAt).Hours())
-		case t.Status == StatusClosed:
-			// Closed without a rectification (auto-closed): overdue only if
-			// it was still pending when the deadline passed.
-			if t.ClosedAt != nil && t.ClosedAt.After(t.Deadline) {
-				g.row.Overdue++
-			}
-		case now.After(t.Deadline):
+			g.hours = append(g.hours, done.Sub(t.OpenedAt).Hours())
+		} else if now.After(t.Deadline) {
 			g.row.Overdue++
 		}
 		return nil
@@ -140,6 +135,19 @@ func (s *Service) Ranking(ctx context.Context, month, by string) ([]RankingRow, 
 		rows[i].Rank = i + 1
 	}
 	return rows, nil
+}
+
+// rectifiedAt is when t's problem was dealt with, for the ranking: its
+// rectified_at, or for a ticket that closed itself because its condition
+// cleared (the bin was emptied) its closed_at; nil while it is pending.
+func rectifiedAt(t Ticket) *time.Time {
+	if t.RectifiedAt != nil {
+		return t.RectifiedAt
+	}
+	if t.Status == StatusClosed {
+		return t.ClosedAt
+	}
+	return nil
 }
 
 func median(xs []float64) float64 {

@@ -868,7 +868,8 @@ func TestRanking(t *testing.T) {
 	open("a1", "城关街道", "区环卫所", at(2, 10), 24*time.Hour, step{10 * time.Hour, ActionRectify})
 	open("a2", "城关街道", "区环卫所", at(3, 10), 24*time.Hour, step{30 * time.Hour, ActionRectify}, step{31 * time.Hour, ActionVerify})
 	open("a3", "城关街道", "区环卫所", at(5, 10), 24*time.Hour)
-	// 东湖街道: on time (6 h), on time (2 h, verified), auto-closed in time.
+	// 东湖街道: on time (6 h), on time (2 h, verified), auto-closed in time
+	// (1 h: the condition cleared, which counts as rectified then).
 	open("b1", "东湖街道", "园林所", at(10, 9), 48*time.Hour, step{6 * time.Hour, ActionRectify})
 	open("b2", "东湖街道", "园林所", at(11, 9), 48*time.Hour, step{2 * time.Hour, ActionAck}, step{2 * time.Hour, ActionRectify}, step{3 * time.Hour, ActionVerify})
 	open("b3", "东湖街道", "园林所", at(12, 9), 48*time.Hour, step{time.Hour, "clear"})
@@ -886,7 +887,7 @@ func TestRanking(t *testing.T) {
 	}
 	h := func(x float64) *float64 { return &x }
 	want := []RankingRow{
-		{Rank: 1, Name: "东湖街道", Opened: 3, Rectified: 2, RectifiedOnTime: 2, Overdue: 0, OnTimeRate: 0.6667, MedianHoursToRectify: h(4)},
+		{Rank: 1, Name: "东湖街道", Opened: 3, Rectified: 3, RectifiedOnTime: 3, Overdue: 0, OnTimeRate: 1, MedianHoursToRectify: h(2)},
 		{Rank: 2, Name: "城关街道", Opened: 3, Rectified: 2, RectifiedOnTime: 1, Overdue: 2, OnTimeRate: 0.3333, MedianHoursToRectify: h(20)},
 		{Rank: 3, Name: "西城街道", Opened: 1, Rectified: 1, RectifiedOnTime: 0, Overdue: 1, OnTimeRate: 0, MedianHoursToRectify: h(2)},
 		{Rank: 4, Name: "(none)", Opened: 1, Rectified: 0, RectifiedOnTime: 0, Overdue: 1, OnTimeRate: 0, MedianHoursToRectify: nil},
@@ -898,10 +899,10 @@ func TestRanking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 园林所: b1 6h, b2 2h, c1 2h late → 2 on time of 4, median 2 h.
+	// 园林所: b1 6h, b2 2h, b3 1h (auto-closed), c1 2h late → 3 on time of 4, median 2 h.
 	// 区环卫所: a1, a2, a3, n1 → 1 of 4, median 20 h.
 	want = []RankingRow{
-		{Rank: 1, Name: "园林所", Opened: 4, Rectified: 3, RectifiedOnTime: 2, Overdue: 1, OnTimeRate: 0.5, MedianHoursToRectify: h(2)},
+		{Rank: 1, Name: "园林所", Opened: 4, Rectified: 4, RectifiedOnTime: 3, Overdue: 1, OnTimeRate: 0.75, MedianHoursToRectify: h(2)},
 		{Rank: 2, Name: "区环卫所", Opened: 4, Rectified: 2, RectifiedOnTime: 1, Overdue: 3, OnTimeRate: 0.25, MedianHoursToRectify: h(20)},
 	}
 	if a, b := mustJSON(t, rows), mustJSON(t, want); a != b {
@@ -932,7 +933,7 @@ func TestRanking(t *testing.T) {
 			break
 		}
 	}
-	if !strings.Contains(lines[3], "园林所  ") || !strings.Contains(lines[3], "50.00%") {
+	if !strings.Contains(lines[3], "园林所  ") || !strings.Contains(lines[3], "75.00%") {
 		t.Errorf("row %q", lines[3])
 	}
 }
