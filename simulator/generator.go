@@ -134,6 +134,10 @@ type Message struct {
 	// SimTime is the simulated time the message is sent at. A skewed
 	// message's ts differs from it; nothing else's does.
 	SimTime time.Time
+	// TS is the device time the message carries (ts; a ChirpStack
+	// uplink's time): SimTime, or SimTime moved by the skew fault.
+	// Statuses carry none and have SimTime here.
+	TS time.Time
 
 	dev int32 // index into the generator's devices
 }
@@ -207,7 +211,7 @@ type pending struct {
 	fault      faultID
 	retained   bool
 	dev        int32
-	t          int64
+	t, ts      int64
 }
 
 // Generator produces the simulated stream in simulated-time order. It is
@@ -420,6 +424,7 @@ func (g *Generator) Next() (Message, bool) {
 		Type:     p.typ,
 		Device:   g.devs[p.dev].ID,
 		SimTime:  time.UnixMilli(p.t).UTC(),
+		TS:       time.UnixMilli(p.ts).UTC(),
 		dev:      p.dev,
 	}
 	if p.fault != fNone {
@@ -463,8 +468,9 @@ func (g *Generator) siftDown(i int) {
 }
 
 // emit queues a message whose payload is g.buf[start:].
-func (g *Generator) emit(i int32, t int64, topic string, typ devices.MessageType, fault faultID, retained bool, start int) {
-	g.pending = append(g.pending, pending{topic: topic, start: start, end: len(g.buf), typ: typ, fault: fault, retained: retained, dev: i, t: t})
+// ts is the device time the payload carries (t unless skewed).
+func (g *Generator) emit(i int32, t, ts int64, topic string, typ devices.MessageType, fault faultID, retained bool, start int) {
+	g.pending = append(g.pending, pending{topic: topic, start: start, end: len(g.buf), typ: typ, fault: fault, retained: retained, dev: i, t: t, ts: ts})
 }
 
 // tick is one scheduled report of device i at simulated time t.
@@ -485,7 +491,7 @@ func (g *Generator) tick(i int32, t int64) {
 		s.offlineUntil = 0
 		start := len(g.buf)
 		g.buf = append(g.buf, "online"...)
-		g.emit(i, t, s.topicStatus, devices.Status, fNone, true, start)
+		g.emit(i, t, t, s.topicStatus, devices.Status, fNone, true, start)
 		dt = s.interval // the at-risk time restarts now
 	}
 	fr := &s.frng
@@ -495,7 +501,7 @@ func (g *Generator) tick(i int32, t int64) {
 		s.offlineUntil = t + int64(fr.between(float64(minDur), float64(max(6*hourMs, 2*minDur))))
 		start := len(g.buf)
 		g.buf = append(g.buf, "offline"...)
-		g.emit(i, t, s.topicStatus, devices.Status, fOffline, true, start)
+		g.emit(i, t, t, s.topicStatus, devices.Status, fOffline, true, start)
 		return
 	}
 
@@ -583,17 +589,17 @@ func (g *Generator) tick(i int32, t int64) {
 	if f == fMalformed {
 		g.buf = g.buf[:start+1+fr.intn(len(g.buf)-start-1)]
 	}
-	g.emit(i, t, topic, devices.Telemetry, msgLabel, false, start)
+	g.emit(i, t, tsMs, topic, devices.Telemetry, msgLabel, false, start)
 	if f == fDuplicate {
 		// Same bytes again, as a device that missed its PUBACK resends.
 		n := len(g.buf) - start
 		g.buf = append(g.buf, g.buf[start:start+n]...)
-		g.emit(i, t, topic, devices.Telemetry, fDuplicate, false, start+n)
+		g.emit(i, t, tsMs, topic, devices.Telemetry, fDuplicate, false, start+n)
 	}
 	if hasEvent && s.style&styleChirp == 0 {
 		start := len(g.buf)
 		g.buf = g.appendEvent(g.buf, s, t, ev)
-		g.emit(i, t, s.topicEvent, devices.Event, fNone, false, start)
+		g.emit(i, t, t, s.topicEvent, devices.Event, fNone, false, start)
 	}
 }
 

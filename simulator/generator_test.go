@@ -515,6 +515,9 @@ func TestDecoderAcceptsWhatItShould(t *testing.T) {
 		case msg.Fault != FaultSkew && m.TS != msg.SimTime.UnixMilli():
 			t.Fatalf("ts %d, sim time %d", m.TS, msg.SimTime.UnixMilli())
 		}
+		if err == nil && msg.Type != devices.Status && m.TS != msg.TS.UnixMilli() {
+			t.Fatalf("ts %d, Message.TS %s: %s", m.TS, msg.TS, msg.Payload)
+		}
 	}
 	t.Logf("seen: %v", seen)
 	for _, k := range []string{"", FaultSpike, FaultOutOfRange, FaultMalformed, FaultDuplicate, FaultSkew,

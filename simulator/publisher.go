@@ -27,6 +27,12 @@ const (
 	// the 7-day window sanitel accepts readings in.
 	DefaultBacklog = 6 * 24 * time.Hour
 	acceptWindow   = 7 * 24 * time.Hour
+	// MaxFuture is how far ahead of its clock sanitel accepts a device
+	// time (its default devices.max_future); see Summary.Future.
+	MaxFuture = 5 * time.Minute
+	// futureGuard: a skewed reading that would reach sanitel less than
+	// this beyond MaxFuture waits until it is within it (Summary.Future).
+	futureGuard = 3 * time.Second
 )
 
 // ConnectionStatusTopic is where connection clientID announces itself:
@@ -48,8 +54,20 @@ type Summary struct {
 	// published at the start and the end (not part of Sent);
 	// StatusErrors those that failed.
 	Statuses, StatusErrors int
+	// Reports counts the telemetry reports sent (the second copy of a
+	// duplicate not included) and Events the events sent.
+	Reports, Events int
 	// ByFault counts sent messages by fault.
 	ByFault map[string]int
+	// Future counts the skewed reports sent with a ts more than MaxFuture
+	// ahead of the wall clock: sanitel (with its default max_future)
+	// rejects exactly these as bad_timestamp and accepts the other skewed
+	// ones. How many there are depends on how far the simulated clock lags
+	// the wall clock when they are sent, not on the stream: an accelerated
+	// run that ends in the past has none. A skewed report that would arrive
+	// less than a few seconds beyond the limit is held back until it is
+	// within it, so the count does not race the network.
+	Future int
 	// Elapsed is the wall-clock time of the stream, from the first
 	// message to the last acknowledgement; Rate is Sent / Elapsed.
 	Elapsed time.Duration
@@ -62,8 +80,8 @@ type Summary struct {
 // String summarises s on one line.
 func (s Summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "sent %d (acked %d, errors %d) in %s, %s msg/s; statuses %d",
-		s.Sent, s.Acked, s.Errors, s.Elapsed.Round(time.Millisecond), thousands(int64(math.Round(s.Rate))), s.Statuses)
+	fmt.Fprintf(&b, "sent %d (acked %d, errors %d) in %s, %s msg/s; reports %d, events %d, statuses %d",
+		s.Sent, s.Acked, s.Errors, s.Elapsed.Round(time.Millisecond), thousands(int64(math.Round(s.Rate))), s.Reports, s.Events, s.Statuses)
 	if s.StatusErrors > 0 {
 		fmt.Fprintf(&b, " (%d failed)", s.StatusErrors)
 	}
@@ -72,6 +90,9 @@ func (s Summary) String() string {
 		for _, n := range faultNames {
 			if c := s.ByFault[n]; c > 0 {
 				fmt.Fprintf(&b, " %s=%d", n, c)
+				if n == FaultSkew {
+					fmt.Fprintf(&b, " (%d over %s ahead)", s.Future, formatMinutes(MaxFuture))
+				}
 			}
 		}
 	}
@@ -80,6 +101,9 @@ func (s Summary) String() string {
 	}
 	return b.String()
 }
+
+// formatMinutes formats a whole number of minutes as "5m".
+func formatMinutes(d time.Duration) string { return strconv.Itoa(int(d/time.Minute)) + "m" }
 
 // thousands formats n with comma separators: 8210 → "8,210".
 func thousands(n int64) string {
@@ -356,14 +380,38 @@ func (p *publisher) stream(ctx context.Context, start time.Time) Summary {
 			}
 			wall = at
 		}
+		// Whether sanitel rejects a skewed reading depends on its clock
+		// when the reading arrives: one that would arrive just beyond
+		// MaxFuture waits until it is within it, so that Future is exact.
+		future := false
+		if m.Fault == FaultSkew {
+			ahead := m.TS.Sub(time.Now())
+			if ahead > MaxFuture && ahead <= MaxFuture+futureGuard {
+				if !sleepUntil(ctx, timer, m.TS.Add(-MaxFuture)) {
+					break
+				}
+				wall = time.Now()
+				ahead = m.TS.Sub(wall)
+			}
+			future = ahead > MaxFuture
+		}
 		// The client copies the payload into its send buffer, so the
 		// generator may reuse it at once.
 		if !p.clients[int(m.dev)%len(p.clients)].publish(ctx, m.Topic, m.QoS, m.Retained, m.Payload, kindStream) {
 			break
 		}
 		p.sent.Add(1)
+		switch {
+		case m.Type == devices.Event:
+			sum.Events++
+		case m.Type == devices.Telemetry && m.Fault != FaultDuplicate:
+			sum.Reports++
+		}
 		if m.Fault != "" {
 			sum.ByFault[m.Fault]++
+		}
+		if future {
+			sum.Future++
 		}
 		sum.SimEnd = m.SimTime
 	}

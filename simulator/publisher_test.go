@@ -549,9 +549,9 @@ func TestLimiter(t *testing.T) {
 }
 
 func TestSummaryString(t *testing.T) {
-	s := Summary{Sent: 12345, Acked: 12340, Errors: 5, Statuses: 20, Elapsed: 1500 * time.Millisecond, Rate: 8230,
-		ByFault: map[string]int{FaultSkew: 3, FaultSpike: 7}}
-	want := "sent 12345 (acked 12340, errors 5) in 1.5s, 8,230 msg/s; statuses 20; faults spike=7 skew=3"
+	s := Summary{Sent: 12345, Acked: 12340, Errors: 5, Reports: 12000, Events: 200, Statuses: 20, Elapsed: 1500 * time.Millisecond, Rate: 8230,
+		ByFault: map[string]int{FaultSkew: 3, FaultSpike: 7}, Future: 1}
+	want := "sent 12345 (acked 12340, errors 5) in 1.5s, 8,230 msg/s; reports 12000, events 200, statuses 20; faults spike=7 skew=3 (1 over 5m ahead)"
 	if got := s.String(); got != want {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
