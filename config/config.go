@@ -133,7 +133,8 @@ type Influx struct {
 	FlushInterval time.Duration `json:"flush_interval" mapstructure:"flush_interval"`
 	// Timeout bounds one write request.
 	Timeout time.Duration `json:"timeout" mapstructure:"timeout"`
-	// Gzip compresses write requests.
+	// Gzip compresses write requests, except to a loopback address
+	// (localhost, 127.0.0.0/8, ::1), where it would only cost CPU.
 	Gzip bool `json:"gzip" mapstructure:"gzip"`
 	// MaxRetryInterval caps the back-off between retries of a failed write.
 	MaxRetryInterval time.Duration `json:"max_retry_interval" mapstructure:"max_retry_interval"`

@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +73,7 @@ type Service struct {
 	writer      *ingest.Writer
 	feed        *ingest.AlertFeed
 	engine      *alerting.Engine
+	evaluated   *watermark
 	store       tickets.Store
 	tickets     *tickets.Service
 	notifier    *tickets.WebhookNotifier
@@ -172,7 +175,8 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 		if s.writer, err = ingest.NewWriter(ingest.WriterOptions{
 			URL: cfg.Influx.URL, Token: cfg.Influx.Token, Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
 			BatchSize: cfg.Influx.BatchSize, FlushInterval: cfg.Influx.FlushInterval,
-			Timeout: cfg.Influx.Timeout, Gzip: cfg.Influx.Gzip, MaxRetryInterval: cfg.Influx.MaxRetryInterval,
+			Timeout: cfg.Influx.Timeout, MaxRetryInterval: cfg.Influx.MaxRetryInterval,
+			Gzip:   cfg.Influx.Gzip && !loopbackURL(cfg.Influx.URL),
 			Reader: rd, Registry: s.registry, DeadLetters: s.deadLetters, Metrics: s.metrics,
 			Logger: s.log.With("component", "influx"),
 		}); err != nil {
@@ -288,12 +292,31 @@ func (s *Service) openAlerting() error {
 		return err
 	}
 	s.readers = append(s.readers, rd)
+	s.evaluated = &watermark{Evaluator: s.engine}
 	s.feed, err = ingest.NewAlertFeed(ingest.AlertFeedOptions{
-		Reader: rd, Registry: s.registry, Evaluator: s.engine,
+		Reader: rd, Registry: s.registry, Evaluator: s.evaluated,
 		SaveState: func() error { return s.engine.SaveFile(s.statePath) },
 		Logger:    s.log.With("component", "alerting"),
 	})
 	return err
+}
+
+// loopbackURL reports whether u names a loopback host (localhost,
+// 127.0.0.0/8, ::1). Writes to such an InfluxDB are not gzipped, whatever
+// influx.gzip says: nothing crosses a network, so compressing only spends
+// CPU in both processes — about a tenth of sanitel's CPU in a backlog
+// drain (scripts/bench.sh), and InfluxDB's to inflate it.
+func loopbackURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := pu.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ticketSink turns alerts into tickets.
@@ -335,7 +358,7 @@ func (s *Service) openAPI() error {
 	s.api, err = api.New(api.Options{
 		Tickets: s.tickets, Tokens: toks, Devices: deviceSource{s}, DeadLetters: deadLetterSource{s.deadLetters},
 		Ready: checks, Gatherer: s.reg, Logger: s.log.With("component", "http"),
-		MaxBodyBytes: int64(cfg.HTTP.MaxBodyBytes), Location: loc,
+		MaxBodyBytes: int64(cfg.HTTP.MaxBodyBytes), Location: loc, Now: s.opts.Now,
 	})
 	if err != nil {
 		return err
@@ -484,21 +507,50 @@ func (s *Service) drain(ctx context.Context) {
 	}
 }
 
-// tickNoData checks the no_data rules, but only while the alert feed has
-// caught up with the spool: while a backlog is being evaluated, devices
-// whose readings are still queued would look silent.
+// freshWithin is how close to the no_data clock a reading's device time
+// must be for sanitel to count as caught up with its devices. It must stay
+// well below every no_data timeout (3 × report_interval).
+const freshWithin = time.Minute
+
+// tickNoData checks the no_data rules, but only while no backlog is being
+// evaluated — devices whose readings are still queued would look silent:
+// the alert feed has caught up with the spool, and the broker has
+// delivered what it queued for sanitel's session. The broker says nothing
+// of its queue; it delivers the queue first, so the queue is through once
+// a reading stamped within freshWithin of the clock has been evaluated, or
+// once nothing at all has arrived for a whole check interval.
 func (s *Service) tickNoData(ctx context.Context) error {
 	t := time.NewTicker(s.opts.NoDataEvery)
 	defer t.Stop()
+	var received uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if s.feed.CaughtUp() && s.subscriber.Connected() {
-				s.engine.Tick(ctx, s.opts.AlertClock())
+			n := s.subscriber.Received()
+			quiet := n == received
+			received = n
+			now := s.opts.AlertClock()
+			fresh := s.evaluated.newest.Load() >= now.Add(-freshWithin).UnixMilli()
+			if s.feed.CaughtUp() && s.subscriber.Connected() && (fresh || quiet) {
+				s.engine.Tick(ctx, now)
 			}
 		}
+	}
+}
+
+// watermark is the alert engine as the alert feed calls it, remembering
+// the newest device time evaluated.
+type watermark struct {
+	ingest.Evaluator
+	newest atomic.Int64 // Unix ms
+}
+
+func (w *watermark) Eval(ctx context.Context, m *devices.Message) {
+	w.Evaluator.Eval(ctx, m)
+	if m.TS > w.newest.Load() {
+		w.newest.Store(m.TS)
 	}
 }
 
