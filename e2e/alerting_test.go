@@ -45,38 +45,6 @@ func alertConfig(e *Env) string {
 		"tokens:", fmt.Sprintf("  - {name: depot-screen, role: viewer, token: %q}", alertToken))
 }
 
-// alertTicket is a ticket as GET /api/v1/tickets answers it.
-type alertTicket struct {
-	ID              int64      `json:"id"`
-	Number          string     `json:"number"`
-	Source          string     `json:"source"`
-	Rule            string     `json:"rule"`
-	Severity        string     `json:"severity"`
-	Status          string     `json:"status"`
-	DeviceID        string     `json:"device_id"`
-	Kind            string     `json:"kind"`
-	Site            string     `json:"site"`
-	Street          string     `json:"street"`
-	OrgUnit         string     `json:"org_unit"`
-	Title           string     `json:"title"`
-	Detail          string     `json:"detail"`
-	Requirement     string     `json:"requirement"`
-	OpenedAt        time.Time  `json:"opened_at"`
-	FiredAt         *time.Time `json:"fired_at"`
-	Deadline        time.Time  `json:"deadline"`
-	ClosedAt        *time.Time `json:"closed_at"`
-	ClearedAt       *time.Time `json:"cleared_at"`
-	Occurrences     int        `json:"occurrences"`
-	EscalationLevel int        `json:"escalation_level"`
-	AutoClose       bool       `json:"auto_close"`
-	History         []struct {
-		At     time.Time `json:"at"`
-		By     string    `json:"by"`
-		Action string    `json:"action"`
-		Note   string    `json:"note"`
-	} `json:"history"`
-}
-
 // alertGet GETs path from the API at base with the suite's token and
 // decodes the answer into v; anything but 200 fails the test.
 func alertGet(t *testing.T, base, path string, v any) {
@@ -100,19 +68,19 @@ func alertGet(t *testing.T, base, path string, v any) {
 	}
 }
 
-// alertTickets lists every ticket, by device id.
-func alertTickets(t *testing.T, base string) map[string][]alertTicket {
+// apiTickets lists every ticket, by device id.
+func apiTickets(t *testing.T, base string) map[string][]apiTicket {
 	t.Helper()
 	var list struct {
-		Items []alertTicket `json:"items"`
-		Total int           `json:"total"`
-		Next  string        `json:"next"`
+		Items []apiTicket `json:"items"`
+		Total int         `json:"total"`
+		Next  string      `json:"next"`
 	}
 	alertGet(t, base, "/api/v1/tickets?limit=1000", &list)
 	if list.Total != len(list.Items) || list.Next != "" {
 		t.Fatalf("ticket list: %d items, total %d, next %q: want everything on one page", len(list.Items), list.Total, list.Next)
 	}
-	out := map[string][]alertTicket{}
+	out := map[string][]apiTicket{}
 	for _, tk := range list.Items {
 		out[tk.DeviceID] = append(out[tk.DeviceID], tk)
 	}
@@ -516,10 +484,10 @@ func TestAlertDefaultRulesFireAndClearOnDeviceTime(t *testing.T) {
 	s := e.StartSanitel(alertConfig(e))
 	pub := e.NewPublisher()
 	times := newAlertTimes(alertCases)
-	var last map[string][]alertTicket
+	var last map[string][]apiTicket
 	check := func(phase int) {
 		t.Helper()
-		got := alertTickets(t, s.URL)
+		got := apiTickets(t, s.URL)
 		last = got
 		firing := map[string]int{}
 		status := map[string]int{}
@@ -565,7 +533,7 @@ func TestAlertDefaultRulesFireAndClearOnDeviceTime(t *testing.T) {
 			if tk.Status != "closed" {
 				continue
 			}
-			var full alertTicket
+			var full apiTicket
 			alertGet(t, s.URL, fmt.Sprintf("/api/v1/tickets/%d", tk.ID), &full)
 			h := full.History
 			if len(h) == 0 || h[len(h)-1].Action != "auto_close" || h[len(h)-1].By != "system" || h[0].Action != "open" {
@@ -576,7 +544,7 @@ func TestAlertDefaultRulesFireAndClearOnDeviceTime(t *testing.T) {
 }
 
 // alertCompare checks a device's tickets against what is wanted.
-func alertCompare(t *testing.T, what string, c *alertCase, start time.Time, got []alertTicket, want []alertWant, rules map[string]alerting.Rule) {
+func alertCompare(t *testing.T, what string, c *alertCase, start time.Time, got []apiTicket, want []alertWant, rules map[string]alerting.Rule) {
 	t.Helper()
 	at := func(m float64) time.Time { return start.Add(alertMinutes(m)).UTC() }
 	if len(got) != len(want) {
@@ -627,7 +595,7 @@ func alertCompare(t *testing.T, what string, c *alertCase, start time.Time, got 
 	}
 }
 
-func alertDescribe(ts []alertTicket, start time.Time) string {
+func alertDescribe(ts []apiTicket, start time.Time) string {
 	var b strings.Builder
 	rel := func(p *time.Time) string {
 		if p == nil {
@@ -649,7 +617,7 @@ func alertDescribe(ts []alertTicket, start time.Time) string {
 // run: everything but ids, numbers and server times (opened_at, closed_at
 // and the history's times are when sanitel handled it; deadline is kept as
 // its distance from opened_at).
-func alertComparable(tk alertTicket) string {
+func alertComparable(tk apiTicket) string {
 	ts := func(p *time.Time) string {
 		if p == nil {
 			return "-"
@@ -669,9 +637,9 @@ func alertComparable(tk alertTicket) string {
 func alertSnapshot(t *testing.T, s *Sanitel) []string {
 	t.Helper()
 	var out []string
-	for _, ts := range alertTickets(t, s.URL) {
+	for _, ts := range apiTickets(t, s.URL) {
 		for _, tk := range ts {
-			var full alertTicket
+			var full apiTicket
 			alertGet(t, s.URL, fmt.Sprintf("/api/v1/tickets/%d", tk.ID), &full)
 			out = append(out, alertComparable(full))
 		}
@@ -800,9 +768,9 @@ func TestAlertConcurrentRepeatsOneOpenTicket(t *testing.T) {
 	}
 	// Every message is evaluated; the ticket calls of the last ones may
 	// still be under way.
-	var got map[string][]alertTicket
+	var got map[string][]apiTicket
 	Eventually(t, 15*time.Second, func() bool {
-		got = alertTickets(t, a.URL)
+		got = apiTickets(t, a.URL)
 		for _, c := range cases {
 			if ts := got[c.dev]; len(ts) != 1 || float64(ts[0].Occurrences) != fires(c.rule) {
 				return false
@@ -828,7 +796,7 @@ func TestAlertConcurrentRepeatsOneOpenTicket(t *testing.T) {
 		if fires < 1 || float64(tk.Occurrences) != fires {
 			t.Errorf("%s: occurrences %d, the instances fired %s %v times", c.dev, tk.Occurrences, c.rule, fires)
 		}
-		var full alertTicket
+		var full apiTicket
 		alertGet(t, a.URL, fmt.Sprintf("/api/v1/tickets/%d", tk.ID), &full)
 		opens, repeats := 0, 0
 		for _, h := range full.History {
@@ -873,9 +841,9 @@ func (b *alertBarrier) sync(t *testing.T, s *Sanitel) {
 	}
 	b.pub.Publish(b.e.Root+"/bin/"+alertBarrierDevice+"/telemetry", fmt.Sprintf(`{"ts":%d,"battery_pct":%d}`, time.Now().UnixMilli(), battery))
 	wantOpen := b.n%2 == 1
-	var ts []alertTicket
+	var ts []apiTicket
 	Eventually(t, 30*time.Second, func() bool {
-		ts = alertTickets(t, s.URL)[alertBarrierDevice]
+		ts = apiTickets(t, s.URL)[alertBarrierDevice]
 		return len(ts) == (b.n+1)/2 && (ts[len(ts)-1].Status == "open") == wantOpen
 	}, func() string {
 		return fmt.Sprintf("barrier %d never evaluated:\n%s", b.n, alertDescribe(ts, time.Time{}))
@@ -904,7 +872,7 @@ func TestAlertRestartKeepsPendingAndFiringState(t *testing.T) {
 	fill := func(m float64, v float64) {
 		pub.Publish(e.Root+"/bin/af-bin-full/telemetry", fmt.Sprintf(`{"ts":%d,"fill_pct":%g}`, t0.Add(alertMinutes(m)).UnixMilli(), v))
 	}
-	tickets := func(dev string) []alertTicket { return alertTickets(t, s.URL)[dev] }
+	tickets := func(dev string) []apiTicket { return apiTickets(t, s.URL)[dev] }
 
 	fill(0, 95)
 	for m := 0.0; m <= 6; m += 2 {
@@ -1046,7 +1014,7 @@ func TestAlertDeviceOffline(t *testing.T) {
 	send := func(kind, dev string, m float64, fields string) {
 		pub.Publish(fmt.Sprintf("%s/%s/%s/telemetry", e.Root, kind, dev), fmt.Sprintf(`{"ts":%d,%s}`, at(m).UnixMilli(), fields))
 	}
-	tickets := func() map[string][]alertTicket { return alertTickets(t, s.URL) }
+	tickets := func() map[string][]apiTicket { return apiTickets(t, s.URL) }
 	// wait sends the barrier device a reading and waits until it is
 	// evaluated: then so are the readings before it, with their tickets.
 	sent := 0
@@ -1067,7 +1035,7 @@ func TestAlertDeviceOffline(t *testing.T) {
 	// (3 × 1m since the start), and that it fired shows the check ran at
 	// this time for every device.
 	clk.Set(at(6))
-	var got map[string][]alertTicket
+	var got map[string][]apiTicket
 	Eventually(t, 10*time.Second, func() bool { got = tickets(); return len(got["af-off-never"]) == 1 },
 		func() string { return "af-off-never did not go offline" })
 	if n := len(got["af-off-bin"]) + len(got["af-off-water"]); n != 0 {
@@ -1105,7 +1073,7 @@ func TestAlertDeviceOffline(t *testing.T) {
 	if bin.Status != "closed" || bin.ClearedAt == nil || !bin.ClearedAt.Equal(at(10)) || bin.Occurrences != 1 {
 		t.Errorf("af-off-bin after its next reading: want closed, cleared at minute 10: %+v", bin)
 	}
-	var full alertTicket
+	var full apiTicket
 	alertGet(t, s.URL, fmt.Sprintf("/api/v1/tickets/%d", bin.ID), &full)
 	if h := full.History; len(h) != 2 || h[1].Action != "auto_close" {
 		t.Errorf("af-off-bin history: %+v, want open, auto_close", h)
@@ -1180,7 +1148,7 @@ func TestAlertDeviceOfflineNotFromAQueuedBacklog(t *testing.T) {
 	// ticket before the reading that ends the silence is evaluated, so
 	// once the backlog is, any such ticket is there.
 	alertWaitEvaluated(t, down*bins, s)
-	got := alertTickets(t, s.URL)
+	got := apiTickets(t, s.URL)
 	for dev, ts := range got {
 		t.Errorf("%s: tickets after the backlog, want none (it never stopped reporting):\n%s", dev, alertDescribe(ts, t0))
 	}

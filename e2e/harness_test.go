@@ -355,3 +355,42 @@ func Eventually(t *testing.T, timeout time.Duration, cond func() bool, msg func(
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// apiTicket is a ticket as the HTTP API answers it, decoded on its own
+// rather than into tickets.Ticket so that the suites check the wire shape.
+type apiTicket struct {
+	ID              int64        `json:"id"`
+	Number          string       `json:"number"`
+	Source          string       `json:"source"`
+	Rule            string       `json:"rule"`
+	Severity        string       `json:"severity"`
+	Status          string       `json:"status"`
+	DeviceID        string       `json:"device_id"`
+	Kind            string       `json:"kind"`
+	Site            string       `json:"site"`
+	Street          string       `json:"street"`
+	Village         string       `json:"village"`
+	OrgUnit         string       `json:"org_unit"`
+	Title           string       `json:"title"`
+	Detail          string       `json:"detail"`
+	Requirement     string       `json:"requirement"`
+	OpenedAt        time.Time    `json:"opened_at"`
+	FiredAt         *time.Time   `json:"fired_at"`
+	Deadline        time.Time    `json:"deadline"`
+	AcknowledgedAt  *time.Time   `json:"acknowledged_at"`
+	RectifiedAt     *time.Time   `json:"rectified_at"`
+	ClosedAt        *time.Time   `json:"closed_at"`
+	ClearedAt       *time.Time   `json:"cleared_at"`
+	Occurrences     int          `json:"occurrences"`
+	EscalationLevel int          `json:"escalation_level"`
+	Overdue         bool         `json:"overdue"`
+	AutoClose       bool         `json:"auto_close"`
+	History         []apiHistory `json:"history"`
+}
+
+type apiHistory struct {
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+	Action string    `json:"action"`
+	Note   string    `json:"note"`
+}

@@ -116,45 +116,7 @@ func tkStartInProcess(t *testing.T, e *Env, cfg string, clk *tkClock) *Sanitel {
 	return s
 }
 
-// tkTicket is a ticket as the API answers it.
-type tkTicket struct {
-	ID              int64      `json:"id"`
-	Number          string     `json:"number"`
-	Source          string     `json:"source"`
-	Rule            string     `json:"rule"`
-	Severity        string     `json:"severity"`
-	Status          string     `json:"status"`
-	DeviceID        string     `json:"device_id"`
-	Kind            string     `json:"kind"`
-	Site            string     `json:"site"`
-	Street          string     `json:"street"`
-	Village         string     `json:"village"`
-	OrgUnit         string     `json:"org_unit"`
-	Title           string     `json:"title"`
-	Detail          string     `json:"detail"`
-	Requirement     string     `json:"requirement"`
-	OpenedAt        time.Time  `json:"opened_at"`
-	FiredAt         *time.Time `json:"fired_at"`
-	Deadline        time.Time  `json:"deadline"`
-	AcknowledgedAt  *time.Time `json:"acknowledged_at"`
-	RectifiedAt     *time.Time `json:"rectified_at"`
-	ClosedAt        *time.Time `json:"closed_at"`
-	ClearedAt       *time.Time `json:"cleared_at"`
-	Occurrences     int        `json:"occurrences"`
-	EscalationLevel int        `json:"escalation_level"`
-	Overdue         bool       `json:"overdue"`
-	AutoClose       bool       `json:"auto_close"`
-	History         []tkEntry  `json:"history"`
-}
-
-type tkEntry struct {
-	At     time.Time `json:"at"`
-	By     string    `json:"by"`
-	Action string    `json:"action"`
-	Note   string    `json:"note"`
-}
-
-func (tk tkTicket) actions() []string {
+func (tk apiTicket) actions() []string {
 	var out []string
 	for _, h := range tk.History {
 		out = append(out, h.Action)
@@ -163,9 +125,9 @@ func (tk tkTicket) actions() []string {
 }
 
 type tkList struct {
-	Items []tkTicket `json:"items"`
-	Total int        `json:"total"`
-	Next  string     `json:"next"`
+	Items []apiTicket `json:"items"`
+	Total int         `json:"total"`
+	Next  string      `json:"next"`
 }
 
 // tkAPI calls sanitel's HTTP API.
@@ -236,9 +198,9 @@ func (a tkAPI) fails(token, method, path string, body any, want int, msg string)
 	}
 }
 
-func (a tkAPI) get(token string, id int64) tkTicket {
+func (a tkAPI) get(token string, id int64) apiTicket {
 	a.t.Helper()
-	var tk tkTicket
+	var tk apiTicket
 	a.must(token, "GET", fmt.Sprintf("/api/v1/tickets/%d", id), nil, http.StatusOK, &tk)
 	return tk
 }
@@ -251,18 +213,18 @@ func (a tkAPI) list(token, query string) tkList {
 }
 
 // act takes a transition and returns the ticket as the answer shows it.
-func (a tkAPI) act(token string, id int64, action, by, note string) tkTicket {
+func (a tkAPI) act(token string, id int64, action, by, note string) apiTicket {
 	a.t.Helper()
-	var tk tkTicket
+	var tk apiTicket
 	a.must(token, "POST", fmt.Sprintf("/api/v1/tickets/%d/%s", id, action), map[string]string{"by": by, "note": note}, http.StatusOK, &tk)
 	return tk
 }
 
 // waitTicket waits until a ticket of (device, rule) is listed whose state
 // satisfies ok, and returns it (with history).
-func (a tkAPI) waitTicket(device, rule string, ok func(tkTicket) bool) tkTicket {
+func (a tkAPI) waitTicket(device, rule string, ok func(apiTicket) bool) apiTicket {
 	a.t.Helper()
-	var got []tkTicket
+	var got []apiTicket
 	Eventually(a.t, 20*time.Second, func() bool {
 		got = a.list(tkOffice, "device_id="+device+"&rule="+rule).Items
 		return len(got) > 0 && ok(got[0])
@@ -279,7 +241,7 @@ var tkNumber = regexp.MustCompile(`^DB-(\d{8})-(\d{4})$`)
 
 // tkCheckHistory compares a ticket's history with the wanted actions, who
 // took them and their notes, and checks each time lies in [from, to].
-func tkCheckHistory(t *testing.T, what string, tk tkTicket, from, to time.Time, want ...tkEntry) {
+func tkCheckHistory(t *testing.T, what string, tk apiTicket, from, to time.Time, want ...apiHistory) {
 	t.Helper()
 	if len(tk.History) != len(want) {
 		t.Errorf("%s: history %v, want %d entries", what, tk.History, len(want))
@@ -327,7 +289,7 @@ func TestTicketLifecycleOverHTTP(t *testing.T) {
 	before := time.Now()
 	pub := e.NewPublisher()
 	tkPublish(e, pub, "bin", "tk-bin-jf", `"temp_c":65,"fill_pct":20`)
-	fire := api.waitTicket("tk-bin-jf", "bin_fire", func(tkTicket) bool { return true })
+	fire := api.waitTicket("tk-bin-jf", "bin_fire", func(apiTicket) bool { return true })
 	opened := time.Now()
 	if fire.Source != "alert" || fire.Severity != "critical" || fire.Status != "open" || fire.Kind != "bin" ||
 		fire.Site != "解放路菜市场" || fire.Street != "解放街道" || fire.Village != "和平社区" || fire.OrgUnit != "区环卫所" ||
@@ -342,7 +304,7 @@ func TestTicketLifecycleOverHTTP(t *testing.T) {
 	if !fire.Deadline.Equal(fire.OpenedAt.Add(time.Hour)) {
 		t.Errorf("deadline %s, want opened_at %s + 1h (bin_fire)", fire.Deadline, fire.OpenedAt)
 	}
-	tkCheckHistory(t, "bin_fire opened", fire, before, opened, tkEntry{By: "system", Action: "open", Note: fire.Detail})
+	tkCheckHistory(t, "bin_fire opened", fire, before, opened, apiHistory{By: "system", Action: "open", Note: fire.Detail})
 	path := func(id int64, action string) string { return fmt.Sprintf("/api/v1/tickets/%d/%s", id, action) }
 
 	// Who may not: a viewer, another unit, a unit verifying, anyone
@@ -388,10 +350,10 @@ func TestTicketLifecycleOverHTTP(t *testing.T) {
 		"cannot reopen a ticket that is closed (only a rectified ticket can be reopened)")
 	api.fails(tkRoads, "POST", path(fire.ID, "rectify"), map[string]string{}, http.StatusConflict, "cannot rectify a ticket that is closed")
 	tkCheckHistory(t, "bin_fire worked", api.get(tkViewer, fire.ID), before, time.Now(),
-		tkEntry{By: "system", Action: "open", Note: fire.Detail},
-		tkEntry{By: "张师傅", Action: "ack", Note: "已派人到场"},
-		tkEntry{By: "roads-unit", Action: "rectify", Note: "明火已扑灭，桶体已更换"},
-		tkEntry{By: "李科长", Action: "verify", Note: "现场复核合格"})
+		apiHistory{By: "system", Action: "open", Note: fire.Detail},
+		apiHistory{By: "张师傅", Action: "ack", Note: "已派人到场"},
+		apiHistory{By: "roads-unit", Action: "rectify", Note: "明火已扑灭，桶体已更换"},
+		apiHistory{By: "李科长", Action: "verify", Note: "现场复核合格"})
 
 	// An inspection ticket (交办): only the office and admins open one.
 	manual := map[string]string{
@@ -411,7 +373,7 @@ func TestTicketLifecycleOverHTTP(t *testing.T) {
 	api.fails(tkOffice, "POST", "/api/v1/tickets", bad, http.StatusBadRequest, "deadline: must be in the future")
 	t2 := time.Now()
 	code, body, hdr := api.do(tkOffice, "POST", "/api/v1/tickets", manual)
-	var insp tkTicket
+	var insp apiTicket
 	if code != http.StatusCreated || json.Unmarshal(body, &insp) != nil {
 		t.Fatalf("POST /api/v1/tickets: %d %s", code, body)
 	}
@@ -420,7 +382,7 @@ func TestTicketLifecycleOverHTTP(t *testing.T) {
 		!tkNumber.MatchString(insp.Number) || insp.Number == fire.Number || insp.Deadline.Format(time.RFC3339) != manual["deadline"] {
 		t.Errorf("inspection ticket: %+v (Location %q)", insp, hdr.Get("Location"))
 	}
-	tkCheckHistory(t, "inspection opened", insp, t2, time.Now(), tkEntry{By: "office", Action: "open", Note: "inspection"})
+	tkCheckHistory(t, "inspection opened", insp, t2, time.Now(), apiHistory{By: "office", Action: "open", Note: "inspection"})
 
 	// The unit reports it done; the office finds it is not (rectified →
 	// open), the unit does it again, an admin verifies.
@@ -439,12 +401,12 @@ func TestTicketLifecycleOverHTTP(t *testing.T) {
 		t.Errorf("after verify: %+v", done)
 	}
 	tkCheckHistory(t, "inspection worked", done, t2, time.Now(),
-		tkEntry{By: "office", Action: "open", Note: "inspection"},
-		tkEntry{By: "south-unit", Action: "ack"},
-		tkEntry{By: "south-unit", Action: "rectify", Note: "已清理"},
-		tkEntry{By: "office", Action: "reopen", Note: "复查仍有积水"},
-		tkEntry{By: "south-unit", Action: "rectify", Note: "更换冲水阀"},
-		tkEntry{By: "ops", Action: "verify"})
+		apiHistory{By: "office", Action: "open", Note: "inspection"},
+		apiHistory{By: "south-unit", Action: "ack"},
+		apiHistory{By: "south-unit", Action: "rectify", Note: "已清理"},
+		apiHistory{By: "office", Action: "reopen", Note: "复查仍有积水"},
+		apiHistory{By: "south-unit", Action: "rectify", Note: "更换冲水阀"},
+		apiHistory{By: "ops", Action: "verify"})
 
 	// A unit sees only its own tickets; others see both.
 	if l := api.list(tkRoads, ""); l.Total != 1 || l.Items[0].ID != fire.ID {
@@ -506,7 +468,7 @@ func (h *tkHookServer) requests() []tkHookRequest {
 type tkEvent struct {
 	Event  string    `json:"event"`
 	At     time.Time `json:"at"`
-	Ticket tkTicket  `json:"ticket"`
+	Ticket apiTicket `json:"ticket"`
 }
 
 // events decodes the bodies of the requests answered 200.
@@ -555,7 +517,7 @@ func TestTicketEscalationAndWebhooks(t *testing.T) {
 
 	// A full bin opens a critical bin_full ticket at c0, due at c0+2h.
 	tkPublish(e, pub, "bin", "tk-bin-jf", `"fill_pct":95`)
-	full := api.waitTicket("tk-bin-jf", "bin_full", func(tkTicket) bool { return true })
+	full := api.waitTicket("tk-bin-jf", "bin_full", func(apiTicket) bool { return true })
 	if full.Severity != "critical" || !full.OpenedAt.Equal(c0) || !full.Deadline.Equal(c0.Add(2*time.Hour)) || !full.AutoClose {
 		t.Fatalf("bin_full ticket: %+v, want critical, opened at %s, due 2h later, auto_close", full, c0)
 	}
@@ -569,9 +531,9 @@ func TestTicketEscalationAndWebhooks(t *testing.T) {
 	// Meanwhile ingestion goes on: another bin's readings reach InfluxDB,
 	// its ticket opens and closes itself, and the good webhook hears of it.
 	tkPublish(e, pub, "bin", "tk-bin-jf2", `"fill_pct":85`)
-	other := api.waitTicket("tk-bin-jf2", "bin_full", func(tkTicket) bool { return true })
+	other := api.waitTicket("tk-bin-jf2", "bin_full", func(apiTicket) bool { return true })
 	tkPublish(e, pub, "bin", "tk-bin-jf2", `"fill_pct":10`)
-	other = api.waitTicket("tk-bin-jf2", "bin_full", func(tk tkTicket) bool { return tk.Status == "closed" })
+	other = api.waitTicket("tk-bin-jf2", "bin_full", func(tk apiTicket) bool { return tk.Status == "closed" })
 	if other.Severity != "warning" || !slices.Equal(other.actions(), []string{"open", "auto_close"}) ||
 		other.History[1].By != "system" || other.History[1].Note != "condition cleared" {
 		t.Errorf("auto-closed ticket: %+v", other)
@@ -658,7 +620,7 @@ func TestTicketEscalationAndWebhooks(t *testing.T) {
 		now := c0.Add(time.Duration(2*level)*time.Hour + time.Minute)
 		clk.Set(now)
 		escalatedAt = append(escalatedAt, now)
-		var tk tkTicket
+		var tk apiTicket
 		Eventually(t, 10*time.Second, func() bool { tk = api.get(tkOffice, full.ID); return tk.EscalationLevel == level },
 			func() string {
 				return fmt.Sprintf("escalation level %d, want %d at deadline+%s", tk.EscalationLevel, level, now.Sub(full.Deadline))
@@ -799,7 +761,7 @@ func TestTicketRankingLedgerAndFilters(t *testing.T) {
 		for k, v := range extra {
 			body[k] = v
 		}
-		var tk tkTicket
+		var tk apiTicket
 		api.must(tkOffice, "POST", "/api/v1/tickets", body, http.StatusCreated, &tk)
 		ids[name] = tk.ID
 		for _, st := range steps {
@@ -813,11 +775,11 @@ func TestTicketRankingLedgerAndFilters(t *testing.T) {
 		t.Helper()
 		clk.Set(opened)
 		tkPublish(e, pub, "bin", device, `"fill_pct":96`)
-		tk := api.waitTicket(device, "bin_full", func(tk tkTicket) bool { return tk.Status == "open" && tk.OpenedAt.Equal(opened) })
+		tk := api.waitTicket(device, "bin_full", func(tk apiTicket) bool { return tk.Status == "open" && tk.OpenedAt.Equal(opened) })
 		ids[name] = tk.ID
 		clk.Set(opened.Add(clearAfter))
 		tkPublish(e, pub, "bin", device, `"fill_pct":5`)
-		api.waitTicket(device, "bin_full", func(tk tkTicket) bool { return tk.ID == ids[name] && tk.Status == "closed" })
+		api.waitTicket(device, "bin_full", func(tk apiTicket) bool { return tk.ID == ids[name] && tk.Status == "closed" })
 	}
 	h := time.Hour
 	rectify := func(after time.Duration, token string) step { return step{after, token, "rectify", ""} }

@@ -32,8 +32,6 @@ dir=${BENCH_DIR:-$(mktemp -d -t sanitel-bench.XXXXXX)}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 hz=$(getconf CLK_TCK)
-pprof=''
-[[ ${BENCH_PPROF:-0} != 1 ]] || pprof=', pprof: true'
 sanitel_pid=''
 
 cleanup() {
@@ -78,22 +76,7 @@ simulate() {
 	"$dir/sanitel" simulate --config "$dir/sanitel.yaml" --broker "$mqtt" --quiet --seed 1 "$@" 2>>"$dir/simulate.log"
 }
 
-# write_config NAME writes a sanitel config for one run into $dir/NAME.
-write_config() {
-	local name=$1
-	influxql "CREATE DATABASE $name" >/dev/null
-	mkdir -p "$dir/$name"
-	cat >"$dir/sanitel.yaml" <<YAML
-mqtt: {broker: "$mqtt", client_id: "bench-$name"}
-influx: {url: "$influx", bucket: $name/autogen}
-spool: {dir: $dir/$name/spool}
-devices: {registry: $dir/devices.csv}
-alerting: {state_dir: $dir/$name/alerting}
-tickets: {dsn: $dir/$name/tickets.db}
-http: {listen: "127.0.0.1:$http_port"$pprof}
-log: {level: warn}
-YAML
-}
+write_config() { sanitel_bench_config "$1" "${BENCH_PPROF:-0}"; }
 start_sanitel() {
 	local name=$1
 	"$dir/sanitel" serve --config "$dir/sanitel.yaml" 2>>"$dir/$name/serve.log" &

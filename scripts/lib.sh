@@ -331,6 +331,27 @@ sanitel_stop_servers() {
 
 }
 
+# sanitel_bench_config NAME [PPROF] creates InfluxDB database NAME and writes
+# $dir/sanitel.yaml for one benchmark run of sanitel into it, with its state
+# under $dir/NAME; it reads $dir, $mqtt, $influx and $http_port. PPROF=1
+# turns on /debug/pprof.
+sanitel_bench_config() {
+	local name=$1 pprof=''
+	[[ ${2:-0} != 1 ]] || pprof=', pprof: true'
+	curl -sf -XPOST "$influx/query" --data-urlencode "q=CREATE DATABASE $name" >/dev/null
+	mkdir -p "$dir/$name"
+	cat >"$dir/sanitel.yaml" <<YAML
+mqtt: {broker: "$mqtt", client_id: "bench-$name"}
+influx: {url: "$influx", bucket: $name/autogen}
+spool: {dir: $dir/$name/spool}
+devices: {registry: $dir/devices.csv}
+alerting: {state_dir: $dir/$name/alerting}
+tickets: {dsn: $dir/$name/tickets.db}
+http: {listen: "127.0.0.1:$http_port"$pprof}
+log: {level: warn}
+YAML
+}
+
 # sanitel_versions prints one line with the versions of go and the servers.
 sanitel_versions() {
 	local mq influx
