@@ -744,6 +744,8 @@ func TestPlanStart(t *testing.T) {
 		{"rate slower than speed", Options{Duration: time.Minute, Rate: 1, Speed: 600}, time.Hour},
 		{"duration shorter than count", Options{Count: 600, Duration: time.Minute, Speed: 60}, time.Hour},
 		{"real time, unbounded", Options{Speed: 1}, 0},
+		{"real time, counted", Options{Speed: 1, Count: 600, Rate: 5}, 0},
+		{"real time for a while", Options{Speed: 1, Duration: time.Minute}, 0},
 		{"accelerated, unbounded", Options{Speed: 60}, DefaultBacklog},
 		{"flood, unbounded", Options{}, DefaultBacklog},
 		{"flood for a while", Options{Duration: time.Minute}, DefaultBacklog},

@@ -146,14 +146,18 @@ func SimRateOf(devs []devices.Device) float64 {
 //     the last of them before now despite the devices' phases and jitter;
 //   - with Duration: Duration × the effective speed (Speed, or
 //     Rate / SimRateOf(devs) when that is lower or Speed is unset);
-//   - with both, the shorter; with neither, a run at Speed ≤ 1 starts now
-//     and any faster run DefaultBacklog ago, catching up with the wall
-//     clock as it goes.
+//   - with both, the shorter; with neither, DefaultBacklog ago, catching
+//     up with the wall clock as it goes;
+//   - a real-time run (0 < Speed ≤ 1) starts now whatever its bounds, so
+//     that its readings carry the time they are sent.
 //
 // Whatever the plan, Run never sends a message whose simulated time is
 // after the wall clock: it waits for it instead, so a run that catches up
 // continues in real time.
 func PlanStart(now time.Time, opts Options, devs []devices.Device) time.Time {
+	if opts.Speed > 0 && opts.Speed <= 1 {
+		return now
+	}
 	simRate := SimRateOf(devs)
 	span := -1.0 // simulated seconds; <0 unknown
 	if opts.Count > 0 && simRate > 0 {
@@ -171,14 +175,10 @@ func PlanStart(now time.Time, opts Options, devs []devices.Device) time.Time {
 			span = ds
 		}
 	}
-	switch {
-	case span >= 0:
+	if span >= 0 {
 		return StartFor(now, time.Duration(span*float64(time.Second)), 1)
-	case opts.Speed > 0 && opts.Speed <= 1:
-		return now
-	default:
-		return now.Add(-DefaultBacklog)
 	}
+	return now.Add(-DefaultBacklog)
 }
 
 // Run publishes the simulated stream to opts.Broker until the stream ends,

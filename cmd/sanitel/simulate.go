@@ -22,7 +22,9 @@ Without --devices it simulates the config's device registry. With
 --registry-out writes them where 'sanitel serve' can load them.
 
 Simulated timestamps never run ahead of the wall clock: an accelerated run
-(--speed, --count or --rate) starts its clock in the past and catches up.
+(--speed above 1, or --count or --rate without --speed) starts its clock in
+the past and catches up; a real-time run (--speed 1) stamps readings with
+the time they are sent.
 A progress line (sent, rate, errors) is rewritten every second on a
 terminal and printed every 10 s otherwise; the summary at the end counts
 what was sent, acknowledged and failed, and which faults were injected.
