@@ -360,26 +360,46 @@ func TestFaultSIGTERMWithBacklog(t *testing.T) {
 	}
 }
 
+// Two instances in one shared-subscription group split the stream and share
+// one ticket store: a SQLite file (on one machine) or PostgreSQL.
 func TestFaultSharedSubscriptionTwoInstances(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { sharedSubscriptionTwoInstances(t, "") })
+	t.Run("postgres", func(t *testing.T) { sharedSubscriptionTwoInstances(t, testenv.TempPostgres(t)) })
+}
+
+// sharedSubscriptionTwoInstances runs the test with the tickets in dsn, or
+// in the default SQLite file when it is empty.
+func sharedSubscriptionTwoInstances(t *testing.T, dsn string) {
 	const hot = 3
 	e := newFaultEnv(t)
-	cfgA := withKeys(e.Config(e.Influx.URL, ""), "mqtt", "shared_group: sanitel")
-	cfgB := withKeys(e.Config(e.Influx.URL, ""), "mqtt", "shared_group: sanitel")
-	cfgB = strings.NewReplacer(
+	// Each config has its own HTTP port.
+	config := func() string {
+		cfg := withKeys(e.Config(e.Influx.URL, ""), "mqtt", "shared_group: sanitel")
+		if dsn != "" {
+			cfg = strings.Replace(cfg, "dsn: "+e.Dir+"/tickets.db", fmt.Sprintf("dsn: %q", dsn), 1)
+		}
+		return cfg
+	}
+	cfgA := config()
+	cfgB := strings.NewReplacer(
 		"client_id: "+e.Root, "client_id: "+e.Root+"-b",
 		e.Dir+"/spool", e.Dir+"/spool-b",
 		e.Dir+"/alerting", e.Dir+"/alerting-b",
-	).Replace(cfgB)
+	).Replace(config())
 	a := e.StartSanitel(cfgA)
 	b := e.StartSanitel(cfgB)
 	st := startStream(t, e, 6_000, hot)
 	e.checkNoLoss(st, 60*time.Second)
 	ma, mb := a.Metric("sanitel_ingest_messages_total"), b.Metric("sanitel_ingest_messages_total")
 	t.Logf("instance A took %v readings, B %v", ma, mb)
-	if ma == 0 || mb == 0 {
-		t.Errorf("the shared group did not spread the readings: A %v, B %v", ma, mb)
+	if ma == 0 || mb == 0 || ma+mb > 6_000+1_000 {
+		t.Errorf("the shared group did not split the readings: A %v, B %v of 6000", ma, mb)
+	}
+	if a.URL == b.URL {
+		t.Fatalf("both instances answer at %s", a.URL)
 	}
 	a.checkOneTicketPerDevice(t, hot)
+	b.checkOneTicketPerDevice(t, hot) // the same store, seen from B
 	resp, err := http.Get(b.URL + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Errorf("instance B unhealthy: %v", err)

@@ -1,13 +1,15 @@
 # shellcheck shell=bash disable=SC2034 # it sets variables for the scripts that source it
 #
 # scripts/lib.sh — install, start and stop the real servers sanitel's tests
-# and benchmarks use: Mosquitto and InfluxDB 1.8.3. Source it from bash:
+# and benchmarks use: Mosquitto, InfluxDB 1.8.3 and PostgreSQL. Source it
+# from bash:
 #
 #   source "$(dirname "$0")/lib.sh"
-#   sanitel_ensure_mosquitto; sanitel_ensure_influxd
+#   sanitel_ensure_mosquitto; sanitel_ensure_influxd; sanitel_ensure_postgres
 #   dir=$(mktemp -d); trap 'sanitel_stop_servers; rm -rf "$dir"' EXIT
 #   sanitel_start_mosquitto "$dir/mosquitto"   # exports SANITEL_TEST_MQTT
 #   sanitel_start_influx "$dir/influx"         # exports SANITEL_TEST_INFLUX_URL
+#   sanitel_start_postgres "$dir/postgres"     # exports SANITEL_TEST_POSTGRES
 #
 # The servers are configured like the ones internal/testenv starts (keep the
 # two in step): loopback only, persistence on, 1000 messages in flight and
@@ -25,6 +27,7 @@ SANITEL_READY_TIMEOUT=${SANITEL_READY_TIMEOUT:-60} # seconds
 # SANITEL_TEST_* addresses): server pids, ports and log files.
 SANITEL_MOSQUITTO_PID='' SANITEL_MOSQUITTO_PORT='' SANITEL_MOSQUITTO_LOG=''
 SANITEL_INFLUX_PID='' SANITEL_INFLUX_PORT='' SANITEL_INFLUX_LOG=''
+SANITEL_POSTGRES_PID='' SANITEL_POSTGRES_PORT='' SANITEL_POSTGRES_LOG=''
 
 sanitel_log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 sanitel_die() { sanitel_log "error: $*"; exit 1; }
@@ -100,6 +103,35 @@ sanitel_ensure_influxd() {
 		GOBIN=$gobin go install "$SANITEL_INFLUXD_PACKAGE"
 	fi
 	export SANITEL_TEST_INFLUXD=$gobin/influxd
+}
+
+# sanitel_ensure_postgres finds or installs PostgreSQL's server programs, the
+# newest /usr/lib/postgresql/VERSION/bin (Debian's layout), and exports that
+# directory as SANITEL_TEST_PGBIN (an existing value is kept).
+sanitel_ensure_postgres() {
+	local bin
+	if [[ -n ${SANITEL_TEST_PGBIN:-} ]]; then
+		_sanitel_pgbin "$SANITEL_TEST_PGBIN" ||
+			sanitel_die "SANITEL_TEST_PGBIN=$SANITEL_TEST_PGBIN lacks initdb, postgres or pg_isready"
+		return
+	fi
+	bin=$(_sanitel_find_pgbin) || {
+		sanitel_apt_install postgresql
+		bin=$(_sanitel_find_pgbin) || sanitel_die "PostgreSQL still not found after apt-get install"
+	}
+	export SANITEL_TEST_PGBIN=$bin
+}
+
+# _sanitel_pgbin DIR succeeds if DIR holds the programs sanitel_start_postgres
+# runs.
+_sanitel_pgbin() { [[ -x $1/initdb && -x $1/postgres && -x $1/pg_isready ]]; }
+
+_sanitel_find_pgbin() {
+	local d
+	for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -rV); do
+		_sanitel_pgbin "$d" && { echo "$d"; return 0; }
+	done
+	return 1
 }
 
 # sanitel_ensure_chromium finds or installs chromium and exports its path as
@@ -304,6 +336,64 @@ bind-address = "127.0.0.1:$rpc"
 EOF
 }
 
+# sanitel_start_postgres DIR creates a cluster in DIR/data (superuser
+# "postgres", trust authentication, UTF8), starts it on a free loopback port
+# with its socket in DIR and its log in DIR/postgres.log, waits until it
+# accepts connections, and sets SANITEL_POSTGRES_PID, SANITEL_POSTGRES_PORT,
+# SANITEL_POSTGRES_LOG and exports
+# SANITEL_TEST_POSTGRES=postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable.
+# fsync is off: the data is thrown away after the run. Needs
+# sanitel_ensure_postgres first.
+sanitel_start_postgres() {
+	local dir=$1 port attempt rc locale=C as=()
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	SANITEL_POSTGRES_LOG=$dir/postgres.log
+	if [[ $(id -u) == 0 ]]; then
+		# PostgreSQL refuses to run as root: run it as the postgres user
+		# Debian's package creates. setpriv, unlike runuser, execs the
+		# server itself, so SIGTERM reaches it and a slow shutdown is not
+		# cut short with SIGKILL.
+		id postgres >/dev/null 2>&1 ||
+			sanitel_die "PostgreSQL cannot run as root and there is no postgres user; install postgresql (apt-get install -y postgresql) or run as another user"
+		_sanitel_open_parents "$dir"
+		chown -R postgres: "$dir"
+		as=(setpriv --reuid=postgres --regid=postgres --init-groups)
+	fi
+	if locale -a 2>/dev/null | grep -qix 'c\.utf-\?8'; then locale=C.UTF-8; fi
+	"${as[@]}" "$SANITEL_TEST_PGBIN/initdb" -D "$dir/data" -A trust -U postgres \
+		--no-sync -E UTF8 --locale="$locale" >>"$SANITEL_POSTGRES_LOG" 2>&1 || {
+		tail -n 20 "$SANITEL_POSTGRES_LOG" >&2
+		sanitel_die "initdb failed"
+	}
+	for attempt in 1 2 3; do
+		port=$(sanitel_free_port)
+		"${as[@]}" "$SANITEL_TEST_PGBIN/postgres" -D "$dir/data" -p "$port" -k "$dir" \
+			-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+			>>"$SANITEL_POSTGRES_LOG" 2>&1 &
+		SANITEL_POSTGRES_PID=$!
+		rc=0
+		_sanitel_wait_ready postgres "$SANITEL_POSTGRES_PID" "$SANITEL_POSTGRES_LOG" _sanitel_pg_ready "$port" || rc=$?
+		((rc == 0)) && break
+		((rc == 2 && attempt < 3)) || sanitel_die "cannot start postgres"
+		sanitel_log "retrying postgres on another port"
+	done
+	SANITEL_POSTGRES_PORT=$port
+	export SANITEL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}
+
+_sanitel_pg_ready() { "$SANITEL_TEST_PGBIN/pg_isready" -q -h 127.0.0.1 -p "$1" -U postgres -d postgres -t 1; }
+
+# _sanitel_open_parents DIR lets other users pass through the directories
+# above DIR (mktemp -d makes them 0700), so a server running as another user
+# can reach DIR. It only adds search permission, never read.
+_sanitel_open_parents() {
+	local p=$1
+	while p=$(dirname "$p") && [[ $p != / ]]; do
+		[[ $(stat -c %A "$p") == *[xt] ]] || chmod o+x "$p"
+	done
+}
+
 # sanitel_stop PID [SECONDS] stops a server: SIGTERM, then SIGKILL if it has
 # not exited after SECONDS (default 30). Stopping a dead process is fine.
 sanitel_stop() {
@@ -326,8 +416,10 @@ sanitel_stop() {
 sanitel_stop_servers() {
 	sanitel_stop "${SANITEL_MOSQUITTO_PID:-}"
 	sanitel_stop "${SANITEL_INFLUX_PID:-}"
+	sanitel_stop "${SANITEL_POSTGRES_PID:-}"
 	SANITEL_MOSQUITTO_PID=''
 	SANITEL_INFLUX_PID=''
+	SANITEL_POSTGRES_PID=''
 
 }
 

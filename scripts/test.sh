@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 #
 # scripts/test.sh — sanitel's test command: installs what the tests need,
-# starts one Mosquitto and one InfluxDB 1.8 for the whole run, then runs
-# go vet and go test -race.
+# starts one Mosquitto, one InfluxDB 1.8 and one PostgreSQL for the whole
+# run, then runs go vet and go test -race.
 #
 # Usage:
 #   scripts/test.sh                                # vet and test ./...
@@ -19,17 +19,27 @@
 #   mosquitto, mosquitto-clients    (apt-get install -y mosquitto mosquitto-clients)
 #   gcc, libc6-dev                  (the race detector needs cgo)
 #   influxd 1.8.3 into .cache/bin   (go install, once, ~3 minutes)
+#   postgresql                      (apt-get install -y postgresql; the newest
+#                                   /usr/lib/postgresql/*/bin is used; as root
+#                                   the server runs as the postgres user)
 #   chromium, fonts-wqy-microhei    (the desk's browser tests; SANITEL_TEST_BROWSER=0
 #                                   skips installing them, and those tests then fail)
 #
 # What the tests get (internal/testenv reads these):
 #   SANITEL_TEST_MQTT=tcp://127.0.0.1:PORT        the shared broker
 #   SANITEL_TEST_INFLUX_URL=http://127.0.0.1:PORT the shared InfluxDB
+#   SANITEL_TEST_POSTGRES=postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable
+#                                                 the shared PostgreSQL (trust
+#                                                 auth, fsync off; tests make
+#                                                 their own databases in it)
+#   SANITEL_TEST_PGBIN                            its bin directory (initdb,
+#                                                 postgres, pg_isready)
 #   SANITEL_TEST_MOSQUITTO, SANITEL_TEST_INFLUXD  the binaries, for tests that
 #                                                 start private servers
 #   SANITEL_TEST_CHROMIUM                         the browser, for desk/ tests
-# Set SANITEL_TEST_MQTT or SANITEL_TEST_INFLUX_URL yourself to use a server
-# of your own instead of starting one.
+# Set SANITEL_TEST_MQTT, SANITEL_TEST_INFLUX_URL or SANITEL_TEST_POSTGRES
+# yourself to use a server of your own instead of starting one (PostgreSQL:
+# a user allowed to create databases).
 #
 # Exits with go vet's status if vet fails, else with go test's.
 set -euo pipefail
@@ -52,6 +62,7 @@ start=$SECONDS
 sanitel_ensure_cc
 sanitel_ensure_mosquitto
 sanitel_ensure_influxd
+sanitel_ensure_postgres
 if [[ ${SANITEL_TEST_BROWSER:-1} != 0 ]]; then
 	sanitel_ensure_chromium
 fi
@@ -62,7 +73,7 @@ status=0
 cleanup() {
 	sanitel_stop_servers
 	if ((status != 0)); then
-		for log in "${SANITEL_MOSQUITTO_LOG:-}" "${SANITEL_INFLUX_LOG:-}"; do
+		for log in "${SANITEL_MOSQUITTO_LOG:-}" "${SANITEL_INFLUX_LOG:-}" "${SANITEL_POSTGRES_LOG:-}"; do
 			[[ -n $log && -s $log ]] || continue
 			echo "---- last lines of $log" >&2
 			tail -n 30 "$log" >&2
@@ -80,11 +91,15 @@ fi
 if [[ -z ${SANITEL_TEST_INFLUX_URL:-} ]]; then
 	sanitel_start_influx "$workdir/influx"
 fi
+if [[ -z ${SANITEL_TEST_POSTGRES:-} ]]; then
+	sanitel_start_postgres "$workdir/postgres"
+fi
 
 cat <<EOF
 ==== sanitel tests: $(sanitel_versions)
   mosquitto  $SANITEL_TEST_MQTT  ($SANITEL_TEST_MOSQUITTO)
   influxdb   $SANITEL_TEST_INFLUX_URL  ($SANITEL_TEST_INFLUXD)
+  postgres   $SANITEL_TEST_POSTGRES  ($("$SANITEL_TEST_PGBIN/postgres" --version))
   servers up in $((SECONDS - start))s; data in $workdir
   go vet ${packages[*]}
   go test -race -count=1 -timeout 20m ${packages[*]} ${flags[*]}

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,7 +258,7 @@ func (s *Service) openTickets() error {
 }
 
 func isURI(dsn string) bool {
-	return len(dsn) > 5 && (dsn[:5] == "file:" || (len(dsn) > 11 && dsn[:11] == "postgres://"))
+	return strings.HasPrefix(dsn, "file:") || tickets.IsPostgres(dsn)
 }
 
 func (s *Service) lookupDevice(id string) (tickets.DeviceInfo, bool) {

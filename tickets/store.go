@@ -3,7 +3,6 @@ package tickets
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -82,13 +81,18 @@ type Counts struct {
 	Overdue  int
 }
 
-// Open selects a Store by DSN: a file path or file: URI is SQLite;
-// postgres:// is not available yet.
+// Open selects a Store by DSN: a postgres:// (or postgresql://) URL is
+// PostgreSQL, anything else a SQLite file path or file: URI.
 func Open(ctx context.Context, dsn string) (Store, error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		return nil, fmt.Errorf("open ticket store: postgres is not supported yet")
+	if IsPostgres(dsn) {
+		return OpenPostgres(ctx, dsn)
 	}
 	return OpenSQLite(ctx, dsn)
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL database.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
 // cursor encodes the keyset position after id.

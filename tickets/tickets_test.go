@@ -67,11 +67,11 @@ func (r *recorder) names() []string {
 
 type fixture struct {
 	svc   *Service
-	store *SQLiteStore
+	store *SQLStore
 	clock *testClock
 	rec   *recorder
 	reg   *prometheus.Registry
-	path  string
+	dsn   string
 }
 
 var (
@@ -83,20 +83,38 @@ var (
 	viewer     = Actor{Name: "depot-screen", Role: RoleViewer}
 )
 
-func newFixture(t *testing.T, mod ...func(*Options)) *fixture {
+// fixtureDSN gives each fixture an empty database: a SQLite file, or in
+// TestPostgres a PostgreSQL database.
+var fixtureDSN = func(t *testing.T) string { return filepath.Join(t.TempDir(), "tickets.db") }
+
+// open opens another store on the fixture's database, as a second sanitel
+// process would; it is closed when the test ends.
+func (f *fixture) open(t *testing.T) *SQLStore {
 	t.Helper()
-	f := &fixture{clock: &testClock{t: t0}, rec: &recorder{}, reg: prometheus.NewRegistry()}
-	f.path = filepath.Join(t.TempDir(), "tickets.db")
-	st, err := OpenSQLite(context.Background(), f.path)
+	var st *SQLStore
+	var err error
+	if IsPostgres(f.dsn) {
+		st, err = OpenPostgres(context.Background(), f.dsn)
+	} else {
+		st, err = OpenSQLite(context.Background(), f.dsn)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f.store = st
-	opts := Options{Store: st, Now: f.clock.Now, Notifier: f.rec, Registerer: f.reg}
+	return st
+}
+
+func newFixture(t *testing.T, mod ...func(*Options)) *fixture {
+	t.Helper()
+	f := &fixture{clock: &testClock{t: t0}, rec: &recorder{}, reg: prometheus.NewRegistry()}
+	f.dsn = fixtureDSN(t)
+	f.store = f.open(t)
+	opts := Options{Store: f.store, Now: f.clock.Now, Notifier: f.rec, Registerer: f.reg}
 	for _, m := range mod {
 		m(&opts)
 	}
+	var err error
 	f.svc, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -302,17 +320,12 @@ func TestConcurrentRaiseMakesOneTicket(t *testing.T) {
 	}
 }
 
-// Two stores on one file stand for two sanitel processes: they do not share
-// the in-process write queue, so only SQLite's locking and the unique index
-// keep the ticket single.
+// Two stores on one database stand for two sanitel processes: they do not
+// share the in-process write queue, so only the database's locking and the
+// unique index keep the ticket single.
 func TestConcurrentRaiseFromTwoProcesses(t *testing.T) {
 	f := newFixture(t)
-	st2, err := OpenSQLite(context.Background(), f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st2.Close()
-	svc2, err := New(Options{Store: st2, Now: f.clock.Now})
+	svc2, err := New(Options{Store: f.open(t), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +364,7 @@ func TestDatabaseEnforcesOneOpenAlertTicket(t *testing.T) {
 	_, err := f.store.DB().Exec(`INSERT INTO tickets (day, seq, number, source, rule, severity, status,
 		device_id, opened_at, deadline) VALUES ('20261128', 99, 'DB-20261128-0099', 'alert', 'bin_full',
 		'warning', 'acknowledged', 'bin-0001', 0, 0)`)
-	if err == nil || !strings.Contains(err.Error(), "UNIQUE") {
+	if err == nil || !strings.Contains(strings.ToUpper(err.Error()), "UNIQUE") {
 		t.Fatalf("second open ticket for (bin-0001, bin_full) inserted, err %v", err)
 	}
 	// An inspection ticket and a closed one are not limited.
@@ -1017,31 +1030,44 @@ func TestMigrationsIdempotent(t *testing.T) {
 	tk := f.raise(t, binFull("bin-1", t0))
 	f.store.Close()
 	for range 2 {
-		st, err := OpenSQLite(ctx, "file:"+f.path+"?mode=rwc")
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := f.open(t)
 		v, err := st.SchemaVersion(ctx)
-		if err != nil || v != len(migrations) {
+		if err != nil || v != len(st.d.migrations) {
 			t.Fatalf("schema version %d, err %v", v, err)
 		}
 		var n int
 		st.DB().QueryRow(`SELECT COUNT(*) FROM schema_version`).Scan(&n)
-		if n != len(migrations) {
+		if n != len(st.d.migrations) {
 			t.Errorf("%d schema_version rows", n)
 		}
 		got, err := st.Get(ctx, tk.ID)
 		if err != nil || got.Number != tk.Number {
 			t.Fatalf("ticket after reopen: %+v %v", got, err)
 		}
-		var mode string
-		st.DB().QueryRow(`PRAGMA journal_mode`).Scan(&mode)
-		var fk int
-		st.DB().QueryRow(`PRAGMA foreign_keys`).Scan(&fk)
-		if mode != "wal" || fk != 1 {
-			t.Errorf("journal_mode %s foreign_keys %d", mode, fk)
+		if st.Dialect() == "sqlite" {
+			var mode string
+			st.DB().QueryRow(`PRAGMA journal_mode`).Scan(&mode)
+			var fk int
+			st.DB().QueryRow(`PRAGMA foreign_keys`).Scan(&fk)
+			if mode != "wal" || fk != 1 {
+				t.Errorf("journal_mode %s foreign_keys %d", mode, fk)
+			}
 		}
 		st.Close()
+	}
+}
+
+// The file: URI form of a SQLite DSN opens the same database.
+func TestSQLiteFileURI(t *testing.T) {
+	f := newFixture(t)
+	tk := f.raise(t, binFull("bin-1", t0))
+	st, err := OpenSQLite(context.Background(), "file:"+f.dsn+"?mode=rwc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got, err := st.Get(context.Background(), tk.ID); err != nil || got.Number != tk.Number {
+		t.Fatalf("ticket through file: URI: %+v %v", got, err)
 	}
 }
 
@@ -1084,8 +1110,10 @@ func TestNewRejectsMissingStore(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Error("New without a store succeeded")
 	}
-	if _, err := Open(context.Background(), "postgres://x"); err == nil {
-		t.Error("postgres accepted")
+	// Nothing listens on port 1: the error says what to check.
+	if _, err := Open(context.Background(), "postgres://sanitel@127.0.0.1:1/sanitel"); err == nil ||
+		!strings.Contains(err.Error(), "cannot reach PostgreSQL") {
+		t.Errorf("postgres on a closed port: %v", err)
 	}
 }
 

@@ -13,6 +13,10 @@
 //     server must not see each other's data: name databases, topic roots and
 //     client ids with UniqueName, or use Influx.TempDB.
 //
+// PostgreSQL is only shared: PostgresFromEnv returns the URL of the server
+// scripts/test.sh started (SANITEL_TEST_POSTGRES), and TempPostgres a database
+// of the test's own on it, dropped when the test ends.
+//
 // A missing server binary fails the test with the command that installs it;
 // it never skips, because a skipped integration test looks like coverage that
 // is not there. Server output goes to a log file next to the server's data and
