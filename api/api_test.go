@@ -632,6 +632,9 @@ func TestDevices(t *testing.T) {
 	if r := e.call("GET", "/api/v1/devices/nope", roadsToken, ""); r.code != 404 {
 		t.Errorf("unknown device: %d", r.code)
 	}
+	if r := e.call("GET", "/api/v1/devices?kind=bin,dog", screenToken, ""); r.code != http.StatusBadRequest || !strings.Contains(string(r.body), `"kind: unknown kind \"dog\"`) {
+		t.Errorf("unknown kind filter: %d %s", r.code, r.body)
+	}
 }
 
 func TestRejected(t *testing.T) {
@@ -654,5 +657,44 @@ func TestRejected(t *testing.T) {
 	json.Unmarshal(e.call("GET", "/api/v1/rejected?reason=unknown_device&limit=1", screenToken, "").body, &l)
 	if l.Total != 2 || len(l.Items) != 1 || l.Items[0]["topic"] != "sanitation/bin/x/telemetry" {
 		t.Errorf("filtered: %+v", l)
+	}
+	if l.Next == nil || *l.Next == "" {
+		t.Fatalf("filtered page 1 of 2 has no next cursor: %+v", l)
+	}
+	json.Unmarshal(e.call("GET", "/api/v1/rejected?reason=unknown_device&limit=1&cursor="+*l.Next, screenToken, "").body, &l)
+	if l.Total != 2 || len(l.Items) != 1 || l.Items[0]["topic"] != "sanitation/bin/y/telemetry" || l.Next == nil || *l.Next != "" {
+		t.Errorf("filtered page 2: %+v", l)
+	}
+	if r := e.call("GET", "/api/v1/rejected?cursor=zzz", screenToken, ""); r.code != http.StatusBadRequest {
+		t.Errorf("bad cursor: %d %s", r.code, r.body)
+	}
+}
+
+// TestRejectedPagesSameInstant pages through dead letters that share one
+// timestamp without repeating or skipping any.
+func TestRejectedPagesSameInstant(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
+	var dead fakeDead
+	for _, topic := range []string{"a", "b", "c", "d", "e"} {
+		dead = append(dead, DeadLetter{At: t0, Topic: topic, Reason: "bad_json"})
+	}
+	e := newEnv(t, func(o *Options) { o.DeadLetters = dead })
+	var got []string
+	cursor := ""
+	for range 5 {
+		var l struct {
+			Items []DeadLetter `json:"items"`
+			Next  string       `json:"next"`
+		}
+		json.Unmarshal(e.call("GET", "/api/v1/rejected?limit=2&cursor="+cursor, screenToken, "").body, &l)
+		for _, d := range l.Items {
+			got = append(got, d.Topic)
+		}
+		if cursor = l.Next; cursor == "" {
+			break
+		}
+	}
+	if strings.Join(got, "") != "abcde" {
+		t.Errorf("pages = %q, want abcde", got)
 	}
 }

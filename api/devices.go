@@ -3,10 +3,13 @@ package api
 import (
 	"cmp"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/sanitel/sanitel/devices"
 	"github.com/sanitel/sanitel/tickets"
 )
 
@@ -31,6 +34,12 @@ func matches(vals []string, v string) bool { return len(vals) == 0 || slices.Con
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, who tickets.Actor) {
 	q := r.URL.Query()
 	streets, villages, kinds, orgs := multi(q, "street"), multi(q, "village"), multi(q, "kind"), multi(q, "org_unit")
+	for _, k := range kinds {
+		if _, ok := devices.ParseKind(k); !ok {
+			s.fail(w, r, errorf(http.StatusBadRequest, "kind: unknown kind %q (bin, toilet, rural_toilet, water)", k))
+			return
+		}
+	}
 	online, err := parseBool(q, "online")
 	if err != nil {
 		s.fail(w, r, err)
@@ -119,8 +128,25 @@ func (s *Server) fillOpenTickets(r *http.Request, ds []DeviceStatus) error {
 	return nil
 }
 
+// A dead-letter cursor names the last dead letter of a page by its time and
+// by how many dead letters before it on the page's list share that time.
+func encodeDeadLetterCursor(at time.Time, same int) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "dl:%d:%d", at.UnixNano(), same))
+}
+
+func decodeDeadLetterCursor(s string) (at time.Time, same int, err error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	var nanos int64
+	if err == nil {
+		if _, err = fmt.Sscanf(string(b), "dl:%d:%d", &nanos, &same); err == nil && same >= 0 {
+			return time.Unix(0, nanos), same, nil
+		}
+	}
+	return time.Time{}, 0, errorf(http.StatusBadRequest, "cursor: not a cursor from this API")
+}
+
 // rejected answers the dead letters, newest first, optionally only some
-// reasons, at most limit of them.
+// reasons, paged like tickets.
 func (s *Server) rejected(w http.ResponseWriter, r *http.Request, who tickets.Actor) {
 	q := r.URL.Query()
 	reasons := multi(q, "reason")
@@ -133,16 +159,58 @@ func (s *Server) rejected(w http.ResponseWriter, r *http.Request, who tickets.Ac
 	if s.dead != nil {
 		all = s.dead.DeadLetters()
 	}
-	items := []DeadLetter{}
-	total := 0
+	sel := []DeadLetter{}
 	for _, d := range all {
-		if !matches(reasons, d.Reason) {
-			continue
-		}
-		total++
-		if len(items) < limit {
-			items = append(items, d)
+		if matches(reasons, d.Reason) {
+			sel = append(sel, d)
 		}
 	}
-	writeJSON(w, http.StatusOK, list[DeadLetter]{Items: items, Total: total})
+	total, start := len(sel), 0
+	if c := q.Get("cursor"); c != "" {
+		at, same, err := decodeDeadLetterCursor(c)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		start = deadLetterResume(sel, at, same)
+	}
+	page, next := sel[start:], ""
+	if len(page) > limit {
+		page = page[:limit]
+		last := start + limit - 1
+		next = encodeDeadLetterCursor(sel[last].At, countAt(sel[:last], sel[last].At))
+	}
+	writeJSON(w, http.StatusOK, list[DeadLetter]{Items: page, Total: total, Next: next})
+}
+
+// countAt counts the dead letters of ds at exactly at.
+func countAt(ds []DeadLetter, at time.Time) int {
+	n := 0
+	for _, d := range ds {
+		if d.At.Equal(at) {
+			n++
+		}
+	}
+	return n
+}
+
+// deadLetterResume is the index in ds (newest first) after the dead letter a
+// cursor names: the one at at with same others at that time before it, or,
+// once it has been dropped from the bounded store, the first older one.
+func deadLetterResume(ds []DeadLetter, at time.Time, same int) int {
+	seen := 0
+	for i, d := range ds {
+		if d.At.Equal(at) {
+			if seen == same {
+				return i + 1
+			}
+			seen++
+		}
+	}
+	for i, d := range ds {
+		if d.At.Before(at) {
+			return i
+		}
+	}
+	return len(ds)
 }

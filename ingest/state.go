@@ -17,6 +17,10 @@ type DeviceState struct {
 	LastReading devices.Values
 	Status      string // "online" or "offline" as the device last reported it; "" if never
 	StatusAt    time.Time
+	// statusLast is whether the status arrived after the newest reading:
+	// StatusAt is server time and LastSeen device time, which may run
+	// ahead of it (up to devices.max_future), so time alone cannot tell.
+	statusLast bool
 }
 
 // Tracker keeps the last reading and status of every device that has
@@ -45,6 +49,7 @@ func (t *Tracker) Observe(m *devices.Message) {
 			st.Status = "online"
 		}
 		st.StatusAt = m.Time()
+		st.statusLast = true
 	case devices.Telemetry:
 		if ts := m.Time(); !ts.Before(st.LastSeen) {
 			// Merge, so a device sending fields in several messages shows all.
@@ -53,11 +58,11 @@ func (t *Tracker) Observe(m *devices.Message) {
 					st.LastReading.Set(f, v)
 				}
 			}
-			st.LastSeen = ts
+			st.LastSeen, st.statusLast = ts, false
 		}
 	case devices.Event:
 		if ts := m.Time(); ts.After(st.LastSeen) {
-			st.LastSeen = ts
+			st.LastSeen, st.statusLast = ts, false
 		}
 	}
 }
@@ -74,8 +79,9 @@ func (t *Tracker) Get(id string) (DeviceState, bool) {
 }
 
 // Online reports whether a device counts as online at now: it reported
-// within three report intervals (or DefaultOfflineAfter) and did not last
-// say it went offline after that reading.
+// within three report intervals (or DefaultOfflineAfter) and did not say
+// it went offline after that reading, by arrival or by time (a backlog of
+// older readings delivered after a retained "offline" leaves it offline).
 func Online(st DeviceState, d *devices.Device, now time.Time) bool {
 	if st.LastSeen.IsZero() {
 		return st.Status == "online"
@@ -84,7 +90,7 @@ func Online(st DeviceState, d *devices.Device, now time.Time) bool {
 	if d != nil && d.ReportInterval > 0 {
 		after = 3 * d.ReportInterval
 	}
-	if st.Status == "offline" && st.StatusAt.After(st.LastSeen) {
+	if st.Status == "offline" && (st.statusLast || st.StatusAt.After(st.LastSeen)) {
 		return false
 	}
 	return now.Sub(st.LastSeen) <= after
