@@ -8,9 +8,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 
 	"github.com/sanitel/sanitel/devices"
+	"github.com/sanitel/sanitel/internal/atomicfile"
 )
 
 // The snapshot is a compact binary file:
@@ -52,33 +52,8 @@ func (e *Engine) Save(w io.Writer) error {
 // SaveFile writes a snapshot to path atomically: to a temporary file in
 // the same directory, synced, then renamed over path.
 func (e *Engine) SaveFile(path string) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("save alert state: %w", err)
-	}
-	tmp := f.Name()
-	err = e.Save(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, e.Save); err != nil {
 		return fmt.Errorf("save alert state %s: %w", path, err)
-	}
-	// The rename is durable only once the directory is.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

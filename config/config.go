@@ -177,7 +177,8 @@ func (d Devices) AcceptUnknown() bool { return d.Unknown == UnknownAccept }
 type Alerting struct {
 	// Rules is a rules file; empty uses the shipped defaults.
 	Rules string `json:"rules" mapstructure:"rules"`
-	// StateDir keeps the alert state and the evaluator's spool checkpoint.
+	// StateDir keeps the alert state, the evaluator's spool checkpoint and
+	// the devices' last readings and statuses (devices.json).
 	StateDir string `json:"state_dir" mapstructure:"state_dir"`
 	// Evaluate turns rule evaluation on.
 	Evaluate bool `json:"evaluate" mapstructure:"evaluate"`

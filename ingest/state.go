@@ -1,10 +1,16 @@
 package ingest
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sanitel/sanitel/devices"
+	"github.com/sanitel/sanitel/internal/atomicfile"
 )
 
 // DefaultOfflineAfter is how long a device without a report interval may
@@ -28,6 +34,8 @@ type DeviceState struct {
 type Tracker struct {
 	mu     sync.RWMutex
 	states map[string]*DeviceState
+	// gen counts changes; savedGen is gen as of the last SaveFile.
+	gen, savedGen atomic.Uint64
 }
 
 // NewTracker returns an empty tracker.
@@ -35,6 +43,7 @@ func NewTracker() *Tracker { return &Tracker{states: make(map[string]*DeviceStat
 
 // Observe records an accepted message.
 func (t *Tracker) Observe(m *devices.Message) {
+	t.gen.Add(1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.states[m.DeviceID]
@@ -94,4 +103,96 @@ func Online(st DeviceState, d *devices.Device, now time.Time) bool {
 		return false
 	}
 	return now.Sub(st.LastSeen) <= after
+}
+
+// savedTracker is the tracker on disk, JSON: what GET /api/v1/devices
+// shows survives a restart instead of every device looking silent until it
+// reports again.
+type savedTracker struct {
+	Version int                    `json:"version"`
+	Devices map[string]savedDevice `json:"devices"`
+}
+
+type savedDevice struct {
+	LastSeen    time.Time          `json:"last_seen,omitzero"`
+	LastReading map[string]float64 `json:"last_reading,omitempty"`
+	Status      string             `json:"status,omitempty"`
+	StatusAt    time.Time          `json:"status_at,omitzero"`
+	StatusLast  bool               `json:"status_last,omitempty"`
+}
+
+const trackerVersion = 1
+
+// Save writes every device's state as JSON.
+func (t *Tracker) Save(w io.Writer) error {
+	t.mu.RLock()
+	out := savedTracker{Version: trackerVersion, Devices: make(map[string]savedDevice, len(t.states))}
+	for id, st := range t.states {
+		sd := savedDevice{LastSeen: st.LastSeen, Status: st.Status, StatusAt: st.StatusAt, StatusLast: st.statusLast}
+		for f := range devices.Field(devices.NumFields) {
+			if v, ok := st.LastReading.Get(f); ok {
+				if sd.LastReading == nil {
+					sd.LastReading = map[string]float64{}
+				}
+				sd.LastReading[f.String()] = v
+			}
+		}
+		out.Devices[id] = sd
+	}
+	t.mu.RUnlock()
+	return json.NewEncoder(w).Encode(out)
+}
+
+// Load replaces the tracker's states with those Save wrote. Fields this
+// version does not know are left out.
+func (t *Tracker) Load(r io.Reader) error {
+	var in savedTracker
+	if err := json.NewDecoder(r).Decode(&in); err != nil {
+		return fmt.Errorf("device states: %w", err)
+	}
+	if in.Version != trackerVersion {
+		return fmt.Errorf("device states: version %d, want %d", in.Version, trackerVersion)
+	}
+	states := make(map[string]*DeviceState, len(in.Devices))
+	for id, sd := range in.Devices {
+		st := &DeviceState{LastSeen: sd.LastSeen, Status: sd.Status, StatusAt: sd.StatusAt, statusLast: sd.StatusLast}
+		for name, v := range sd.LastReading {
+			if f, ok := devices.ParseField(name); ok {
+				st.LastReading.Set(f, v)
+			}
+		}
+		states[id] = st
+	}
+	t.mu.Lock()
+	t.states = states
+	t.mu.Unlock()
+	return nil
+}
+
+// SaveFile writes the states to path atomically, unless nothing changed
+// since the last SaveFile.
+func (t *Tracker) SaveFile(path string) error {
+	gen := t.gen.Load()
+	if gen == t.savedGen.Load() {
+		return nil
+	}
+	if err := atomicfile.Write(path, t.Save); err != nil {
+		return fmt.Errorf("save device states %s: %w", path, err)
+	}
+	t.savedGen.Store(gen)
+	return nil
+}
+
+// LoadFile restores the states SaveFile wrote; a missing file is an error
+// that matches os.ErrNotExist (a first start).
+func (t *Tracker) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := t.Load(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

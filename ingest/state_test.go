@@ -1,6 +1,10 @@
 package ingest
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +57,57 @@ func TestOnlineFollowsArrivalOrder(t *testing.T) {
 	tr.Observe(reading(now.Add(-10 * time.Minute)))
 	if online() {
 		t.Error("a backlog reading older than the offline status brought the device online")
+	}
+}
+
+func TestTrackerSaveLoad(t *testing.T) {
+	at := time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
+	fill, _ := devices.ParseField("fill_pct")
+	battery, _ := devices.ParseField("battery_pct")
+	m := &devices.Message{Type: devices.Telemetry, DeviceID: "bin-1", Kind: devices.KindBin, TS: at.UnixMilli()}
+	m.Values.Set(fill, 61.5)
+	m.Values.Set(battery, 0)
+	tr := NewTracker()
+	tr.Observe(m)
+	tr.Observe(&devices.Message{Type: devices.Status, DeviceID: "bin-1", Kind: devices.KindBin, TS: at.UnixMilli(), Online: false})
+	tr.Observe(&devices.Message{Type: devices.Status, DeviceID: "unregistered", TS: at.UnixMilli(), Online: true})
+
+	path := filepath.Join(t.TempDir(), "devices.json")
+	if err := tr.SaveFile(path); err != nil {
+		t.Fatal(err)
+	}
+	back := NewTracker()
+	if err := back.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"bin-1", "unregistered"} {
+		want, _ := tr.Get(id)
+		got, ok := back.Get(id)
+		if !ok || !got.LastSeen.Equal(want.LastSeen) || !got.StatusAt.Equal(want.StatusAt) ||
+			got.LastReading != want.LastReading || got.Status != want.Status || got.statusLast != want.statusLast {
+			t.Errorf("%s: loaded %+v, saved %+v", id, got, want)
+		}
+	}
+	if st, _ := back.Get("bin-1"); Online(st, nil, at) {
+		t.Error("bin-1 said offline after its reading, but counts as online once loaded")
+	}
+
+	// Unchanged since the last save: nothing is written.
+	os.Remove(path)
+	if err := tr.SaveFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an unchanged tracker was saved again: %v", err)
+	}
+
+	if err := os.WriteFile(path, []byte(`{"version":99,"devices":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := back.LoadFile(path); err == nil || !strings.Contains(err.Error(), "version 99") {
+		t.Errorf("a file of another version: %v", err)
+	}
+	if err := back.LoadFile(filepath.Join(t.TempDir(), "none.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing file: %v, want os.ErrNotExist", err)
 	}
 }

@@ -83,6 +83,7 @@ type Service struct {
 	httpSrv     *http.Server
 	listener    net.Listener
 	statePath   string
+	trackerPath string // the devices' last readings and statuses
 	closers     []func()
 }
 
@@ -158,6 +159,9 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 	s.metrics = ingest.NewMetrics(s.reg)
 	s.deadLetters = ingest.NewDeadLetters(1000)
 	s.tracker = ingest.NewTracker()
+	if err := s.openTracker(); err != nil {
+		return nil, err
+	}
 
 	if err := s.openTickets(); err != nil {
 		return nil, err
@@ -267,6 +271,43 @@ func (s *Service) lookupDevice(id string) (tickets.DeviceInfo, bool) {
 		return tickets.DeviceInfo{}, false
 	}
 	return tickets.DeviceInfo{Kind: d.Kind.String(), Site: d.Site, Street: d.Street, Village: d.Village, OrgUnit: d.OrgUnit}, true
+}
+
+// trackerSaveEvery is how often the devices' last readings and statuses
+// are saved while running (and at every stop), so that after a crash the
+// device list is at most this old until devices report again.
+const trackerSaveEvery = time.Minute
+
+// openTracker restores the devices' last readings and statuses as they
+// were saved before the last stop.
+func (s *Service) openTracker() error {
+	dir := s.cfg.Alerting.StateDir
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("alerting.state_dir: %w", err)
+	}
+	s.trackerPath = filepath.Join(dir, "devices.json")
+	if err := s.tracker.LoadFile(s.trackerPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// It costs only what the device list shows until devices report.
+		s.log.Warn("ignoring the saved device states; devices show as silent until they report",
+			"path", s.trackerPath, "err", err)
+	}
+	return nil
+}
+
+// saveTracker saves the devices' states every trackerSaveEvery until ctx ends.
+func (s *Service) saveTracker(ctx context.Context) error {
+	t := time.NewTicker(trackerSaveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.tracker.SaveFile(s.trackerPath); err != nil {
+				s.log.Error("saving device states failed; will retry", "err", err)
+			}
+		}
+	}
 }
 
 func (s *Service) openAlerting() error {
@@ -444,6 +485,7 @@ func (s *Service) Run(ctx context.Context) error {
 		goRun("alert feed", s.feed.Run)
 		goRun("no-data check", s.tickNoData)
 	}
+	goRun("device states", s.saveTracker)
 	goRun("escalation", func(ctx context.Context) error {
 		s.tickets.RunEscalation(ctx, s.cfg.Tickets.EscalationCheck)
 		return nil
@@ -477,6 +519,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.drain(shutCtx)
 	cancelRun()
 	wg.Wait()
+	if err := s.tracker.SaveFile(s.trackerPath); err != nil {
+		s.log.Error("saving device states failed", "err", err)
+	}
 	s.close()
 	s.log.Info("stopped")
 	return runErr
