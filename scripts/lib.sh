@@ -369,7 +369,7 @@ sanitel_start_postgres() {
 	for attempt in 1 2 3; do
 		port=$(sanitel_free_port)
 		"${as[@]}" "$SANITEL_TEST_PGBIN/postgres" -D "$dir/data" -p "$port" -k "$dir" \
-			-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+			-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c log_checkpoints=off \
 			>>"$SANITEL_POSTGRES_LOG" 2>&1 &
 		SANITEL_POSTGRES_PID=$!
 		rc=0

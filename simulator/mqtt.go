@@ -41,22 +41,25 @@ type mqttClient struct {
 	counts    *counters
 	log       *slog.Logger
 
-	mu       sync.Mutex
-	cond     *sync.Cond // signalled when a waiting publish or drain may go on
-	conn     net.Conn
-	session  int  // incremented for every connection and at close
-	up       bool // connected and not closing
-	closing  bool
-	wbuf     []byte // bytes for the writer
-	spare    []byte // the writer's other buffer
-	qos0     int    // QoS 0 publishes in wbuf (done when written)
-	writing  bool   // the writer is sending a batch
-	idle     bool   // the writer waits for wake
-	wake     chan struct{}
-	inflight int
-	ids      [1 << 16]uint8 // packet id → kind of the unacknowledged publish
-	nextID   uint16
-	lastRead atomic.Int64 // unix nanos of the last packet from the broker
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a waiting publish or drain may go on
+	conn    net.Conn
+	session int  // incremented for every connection and at close
+	up      bool // connected and not closing
+	closing bool
+	// disconnected: DISCONNECT is sent, the broker's closing the
+	// connection is the end, not a loss to reconnect from.
+	disconnected bool
+	wbuf         []byte // bytes for the writer
+	spare        []byte // the writer's other buffer
+	qos0         int    // QoS 0 publishes in wbuf (done when written)
+	writing      bool   // the writer is sending a batch
+	idle         bool   // the writer waits for wake
+	wake         chan struct{}
+	inflight     int
+	ids          [1 << 16]uint8 // packet id → kind of the unacknowledged publish
+	nextID       uint16
+	lastRead     atomic.Int64 // unix nanos of the last packet from the broker
 
 	closed chan struct{} // closed by close
 	wg     sync.WaitGroup
@@ -484,6 +487,12 @@ func (c *mqttClient) lost(session int, err error) {
 		c.mu.Unlock()
 		return
 	}
+	if c.disconnected {
+		c.endSessionLocked()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+		return
+	}
 	c.failLocked()
 	c.mu.Unlock()
 	c.log.Warn("connection lost; reconnecting", "client_id", c.id, "err", err)
@@ -568,10 +577,22 @@ func (c *mqttClient) close(ctx context.Context) {
 		c.mu.Lock()
 		if c.up {
 			c.wbuf = append(c.wbuf, pktDisconnect<<4, 0)
+			c.disconnected = true
 			c.wakeWriterLocked()
 		}
 		c.mu.Unlock()
-		c.drain(ctx)
+		if c.drain(ctx) {
+			// Let the broker close first (it does on DISCONNECT): closing
+			// our end with bytes unread would reset the connection, and a
+			// broker that sees the reset before the DISCONNECT sends the
+			// will, a second "offline".
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			c.mu.Lock()
+			for c.up && c.waitLocked(wctx) {
+			}
+			c.mu.Unlock()
+			cancel()
+		}
 	}
 	c.mu.Lock()
 	c.closing = true
