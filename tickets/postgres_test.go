@@ -31,6 +31,7 @@ func TestPostgres(t *testing.T) {
 		{"Escalation", TestEscalation},
 		{"CreateValidation", TestCreateValidation},
 		{"ListFiltersAndPaging", TestListFiltersAndPaging},
+		{"ListIsOneSnapshot", TestListIsOneSnapshot},
 		{"Ranking", TestRanking},
 		{"WriteCSV", TestWriteCSV},
 		{"MigrationsIdempotent", TestMigrationsIdempotent},

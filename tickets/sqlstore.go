@@ -533,8 +533,16 @@ func where(f Filter, now time.Time) (string, []any) {
 func (s *SQLStore) List(ctx context.Context, f Filter, now time.Time) ([]Ticket, int, string, error) {
 	limit := normLimit(f.Limit)
 	cond, args := where(f, now)
+	// The count and the page from one snapshot, so that a ticket opened
+	// in between is in both or in neither.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, 0, "", fmt.Errorf("list tickets: %w", err)
+	}
+	defer tx.Rollback()
+	q := rebinding{tx, s.d}
 	var total int
-	if err := s.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM tickets WHERE `+cond, args...).Scan(&total); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM tickets WHERE `+cond, args...).Scan(&total); err != nil {
 		return nil, 0, "", fmt.Errorf("list tickets: %w", err)
 	}
 	if f.Cursor != "" {
@@ -545,7 +553,7 @@ func (s *SQLStore) List(ctx context.Context, f Filter, now time.Time) ([]Ticket,
 		cond += " AND id < ?"
 		args = append(args, after)
 	}
-	rows, err := s.q.QueryContext(ctx, `SELECT `+ticketColumns+` FROM tickets WHERE `+cond+
+	rows, err := q.QueryContext(ctx, `SELECT `+ticketColumns+` FROM tickets WHERE `+cond+
 		` ORDER BY id DESC LIMIT ?`, append(args, limit+1)...)
 	if err != nil {
 		return nil, 0, "", fmt.Errorf("list tickets: %w", err)

@@ -1162,3 +1162,34 @@ func TestRunEscalation(t *testing.T) {
 		<-done
 	})
 }
+
+// A list's total and items come from one snapshot, while tickets open.
+func TestListIsOneSnapshot(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() {
+		for i := range 200 {
+			if _, _, err := f.svc.Raise(ctx, binFull(fmt.Sprintf("bin-%04d", i), t0)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		items, total, _, err := f.svc.List(ctx, Filter{Limit: MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != total {
+			t.Fatalf("%d items but total %d", len(items), total)
+		}
+		if total == 200 {
+			break
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
