@@ -112,6 +112,7 @@ type Sanitel struct {
 	cfgPath string
 	URL     string
 	log     *lockedBuffer
+	logFrom int // where the current process's log begins
 	cmd     *exec.Cmd
 	done    chan error
 }
@@ -169,6 +170,7 @@ func (s *Sanitel) start() {
 	s.cmd = exec.Command(sanitelBin, "serve", "--config", s.cfgPath)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.logFrom = len(s.log.String())
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -177,7 +179,8 @@ func (s *Sanitel) start() {
 	s.WaitReady()
 }
 
-// WaitReady waits until /readyz answers 200.
+// WaitReady waits until this process has said it runs and /readyz answers
+// 200 (not another one that answers at the same address).
 func (s *Sanitel) WaitReady() {
 	s.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -191,7 +194,7 @@ func (s *Sanitel) WaitReady() {
 		resp, err := http.Get(s.URL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && strings.Contains(s.log.String()[s.logFrom:], `"sanitel running"`) {
 				return
 			}
 		}
