@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -111,7 +113,7 @@ func tkStartInProcess(t *testing.T, e *Env, cfg string, clk *tkClock) *Sanitel {
 			t.Logf("sanitel log:\n%s", tail(logs.String(), 8000))
 		}
 	})
-	s := &Sanitel{t: t, URL: "http://" + svc.Addr(), log: logs}
+	s := &Sanitel{t: t, URL: "http://" + svc.Addr(), log: logs, cfgPath: path}
 	s.WaitReady()
 	return s
 }
@@ -875,6 +877,35 @@ func TestTicketRankingLedgerAndFilters(t *testing.T) {
 		{1, "城南环卫站", 5, 4, 4, 0, 0.8, hours(7)},
 		{2, "区环卫所", 6, 5, 2, 4, 0.3333, hours(6)},
 	})
+	// `sanitel report` reads the same ticket database: the same October rows,
+	// as JSON and as a table.
+	for _, by := range []string{"street", "org_unit"} {
+		var fromAPI, fromCLI ranking
+		api.must(tkViewer, "GET", "/api/v1/reports/ranking?month=2026-10&by="+by, nil, http.StatusOK, &fromAPI)
+		out, err := exec.Command(sanitelBin, "report", "--config", s.cfgPath, "--month", "2026-10", "--by", by, "--format", "json").Output()
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			t.Fatalf("sanitel report --by %s: %v\n%s", by, err, ee.Stderr)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(out, &fromCLI); err != nil {
+			t.Fatalf("sanitel report --format json: %v\n%s", err, out)
+		}
+		a, _ := json.Marshal(fromAPI)
+		c, _ := json.Marshal(fromCLI)
+		if string(a) != string(c) {
+			t.Errorf("sanitel report --by %s:\n%s\nthe API:\n%s", by, c, a)
+		}
+		table, err := exec.Command(sanitelBin, "report", "--config", s.cfgPath, "--month", "2026-10", "--by", by).Output()
+		if err != nil {
+			t.Fatalf("sanitel report table: %v", err)
+		}
+		for _, it := range fromAPI.Items {
+			if !strings.Contains(string(table), it.Name) {
+				t.Errorf("the report table lacks %s:\n%s", it.Name, table)
+			}
+		}
+	}
 	// November: 解放街道 X1 open, due 11-02 00:30: opened 1, overdue 1, rate 0, no median.
 	check("?month=2026-11&by=street", "2026-11", "street", []row{{1, "解放街道", 1, 0, 0, 1, 0, nil}})
 	// Without month and by: the month of sanitel's clock (December: no
