@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sanitel/sanitel/devices"
@@ -34,8 +33,9 @@ type DeviceState struct {
 type Tracker struct {
 	mu     sync.RWMutex
 	states map[string]*DeviceState
-	// gen counts changes; savedGen is gen as of the last SaveFile.
-	gen, savedGen atomic.Uint64
+	gen    uint64 // counts changes, under mu
+	// savedGen is gen as of the last SaveFile (only SaveFile uses it).
+	savedGen uint64
 }
 
 // NewTracker returns an empty tracker.
@@ -43,9 +43,9 @@ func NewTracker() *Tracker { return &Tracker{states: make(map[string]*DeviceStat
 
 // Observe records an accepted message.
 func (t *Tracker) Observe(m *devices.Message) {
-	t.gen.Add(1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.gen++
 	st := t.states[m.DeviceID]
 	if st == nil {
 		st = &DeviceState{}
@@ -125,7 +125,14 @@ const trackerVersion = 1
 
 // Save writes every device's state as JSON.
 func (t *Tracker) Save(w io.Writer) error {
+	_, err := t.save(w)
+	return err
+}
+
+// save writes the states and returns the generation they are of.
+func (t *Tracker) save(w io.Writer) (gen uint64, err error) {
 	t.mu.RLock()
+	gen = t.gen
 	out := savedTracker{Version: trackerVersion, Devices: make(map[string]savedDevice, len(t.states))}
 	for id, st := range t.states {
 		sd := savedDevice{LastSeen: st.LastSeen, Status: st.Status, StatusAt: st.StatusAt, StatusLast: st.statusLast}
@@ -140,7 +147,7 @@ func (t *Tracker) Save(w io.Writer) error {
 		out.Devices[id] = sd
 	}
 	t.mu.RUnlock()
-	return json.NewEncoder(w).Encode(out)
+	return gen, json.NewEncoder(w).Encode(out)
 }
 
 // Load replaces the tracker's states with those Save wrote. Fields this
@@ -170,16 +177,22 @@ func (t *Tracker) Load(r io.Reader) error {
 }
 
 // SaveFile writes the states to path atomically, unless nothing changed
-// since the last SaveFile.
+// since the last SaveFile. Calls must take turns.
 func (t *Tracker) SaveFile(path string) error {
-	gen := t.gen.Load()
-	if gen == t.savedGen.Load() {
+	t.mu.RLock()
+	unchanged := t.gen == t.savedGen
+	t.mu.RUnlock()
+	if unchanged {
 		return nil
 	}
-	if err := atomicfile.Write(path, t.Save); err != nil {
+	var gen uint64
+	if err := atomicfile.Write(path, func(w io.Writer) (err error) {
+		gen, err = t.save(w)
+		return err
+	}); err != nil {
 		return fmt.Errorf("save device states %s: %w", path, err)
 	}
-	t.savedGen.Store(gen)
+	t.savedGen = gen
 	return nil
 }
 

@@ -40,7 +40,7 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 influxql() { curl -sf -XPOST "$influx/query" --data-urlencode "db=${2:-}" --data-urlencode "q=$1"; }
 simulate() { "$dir/sanitel0" simulate --config "$dir/sanitel.yaml" --broker "$mqtt" --quiet --seed 1 "$@" 2>>"$dir/simulate.log"; }
-write_config() { sanitel_bench_config "$1" "${PPROF:+1}"; }
+write_config() { sanitel_bench_config "$1" "$http_port" "${PPROF:+1}"; }
 wait_ready() {
 	for _ in $(seq 300); do
 		[[ $(sanitel_http_status 127.0.0.1 "$http_port" /readyz 2>/dev/null) == 200 ]] && return 0

@@ -76,7 +76,7 @@ simulate() {
 	"$dir/sanitel" simulate --config "$dir/sanitel.yaml" --broker "$mqtt" --quiet --seed 1 "$@" 2>>"$dir/simulate.log"
 }
 
-write_config() { sanitel_bench_config "$1" "${BENCH_PPROF:-0}"; }
+write_config() { sanitel_bench_config "$1" "$http_port" "${BENCH_PPROF:-0}"; }
 start_sanitel() {
 	local name=$1
 	"$dir/sanitel" serve --config "$dir/sanitel.yaml" 2>>"$dir/$name/serve.log" &

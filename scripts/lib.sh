@@ -215,29 +215,44 @@ _sanitel_wait_ready() {
 _sanitel_listening() { ! sanitel_port_free "$1"; }
 _sanitel_pinged() { [[ $(sanitel_http_status 127.0.0.1 "$1" /ping 2>/dev/null) == 204 ]]; }
 
+# _sanitel_start NAME LOG READY LAUNCH starts a server on a free port, up to
+# three times when it dies at start (another process took the port first):
+# LAUNCH PORT starts it in the background and sets _sanitel_pid; READY PORT
+# succeeds once it serves. Sets _sanitel_pid and _sanitel_port. LAUNCH runs
+# inside the caller, so it sees the caller's locals.
+_sanitel_start() {
+	local name=$1 log=$2 ready=$3 launch=$4 attempt rc
+	for attempt in 1 2 3; do
+		_sanitel_port=$(sanitel_free_port)
+		"$launch" "$_sanitel_port"
+		rc=0
+		_sanitel_wait_ready "$name" "$_sanitel_pid" "$log" "$ready" "$_sanitel_port" || rc=$?
+		((rc == 0)) && return 0
+		((rc == 2 && attempt < 3)) || sanitel_die "cannot start $name"
+		sanitel_log "retrying $name on another port"
+	done
+}
+
 # sanitel_start_mosquitto DIR starts a broker with its config, persistence
 # and log (mosquitto.log) in DIR, waits until it listens, and sets
 # SANITEL_MOSQUITTO_PID, SANITEL_MOSQUITTO_PORT, SANITEL_MOSQUITTO_LOG and
 # exports SANITEL_TEST_MQTT=tcp://127.0.0.1:PORT. Needs
 # sanitel_ensure_mosquitto first.
 sanitel_start_mosquitto() {
-	local dir=$1 port attempt rc
+	local dir=$1
 	mkdir -p "$dir/data"
 	dir=$(cd "$dir" && pwd)
-	for attempt in 1 2 3; do
-		port=$(sanitel_free_port)
-		_sanitel_mosquitto_conf "$dir" "$port" >"$dir/mosquitto.conf"
-		"$SANITEL_TEST_MOSQUITTO" -c "$dir/mosquitto.conf" >>"$dir/mosquitto.log" 2>&1 &
-		SANITEL_MOSQUITTO_PID=$!
-		rc=0
-		_sanitel_wait_ready mosquitto "$SANITEL_MOSQUITTO_PID" "$dir/mosquitto.log" _sanitel_listening "$port" || rc=$?
-		((rc == 0)) && break
-		((rc == 2 && attempt < 3)) || sanitel_die "cannot start mosquitto"
-		sanitel_log "retrying mosquitto on another port"
-	done
-	SANITEL_MOSQUITTO_PORT=$port
+	_sanitel_start mosquitto "$dir/mosquitto.log" _sanitel_listening _sanitel_launch_mosquitto
+	SANITEL_MOSQUITTO_PID=$_sanitel_pid
+	SANITEL_MOSQUITTO_PORT=$_sanitel_port
 	SANITEL_MOSQUITTO_LOG=$dir/mosquitto.log
-	export SANITEL_TEST_MQTT=tcp://127.0.0.1:$port
+	export SANITEL_TEST_MQTT=tcp://127.0.0.1:$_sanitel_port
+}
+
+_sanitel_launch_mosquitto() {
+	_sanitel_mosquitto_conf "$dir" "$1" >"$dir/mosquitto.conf"
+	"$SANITEL_TEST_MOSQUITTO" -c "$dir/mosquitto.conf" >>"$dir/mosquitto.log" 2>&1 &
+	_sanitel_pid=$!
 }
 
 _sanitel_mosquitto_conf() {
@@ -270,29 +285,27 @@ EOF
 # SANITEL_TEST_INFLUX_URL=http://127.0.0.1:PORT. Needs
 # sanitel_ensure_influxd first.
 sanitel_start_influx() {
-	local dir=$1 port rpc attempt rc var unset=()
+	local dir=$1 var unset=()
 	# INFLUXDB_* variables would override the config.
 	for var in $(compgen -e); do
 		[[ $var != INFLUXDB_* ]] || unset+=(-u "$var")
 	done
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
-	for attempt in 1 2 3; do
-		port=$(sanitel_free_port)
-		rpc=$(sanitel_free_port)
-		[[ $rpc != "$port" ]] || rpc=$(sanitel_free_port)
-		_sanitel_influx_conf "$dir" "$port" "$rpc" >"$dir/influxd.conf"
-		env "${unset[@]}" "$SANITEL_TEST_INFLUXD" run -config "$dir/influxd.conf" >>"$dir/influxd.log" 2>&1 &
-		SANITEL_INFLUX_PID=$!
-		rc=0
-		_sanitel_wait_ready influxd "$SANITEL_INFLUX_PID" "$dir/influxd.log" _sanitel_pinged "$port" || rc=$?
-		((rc == 0)) && break
-		((rc == 2 && attempt < 3)) || sanitel_die "cannot start influxd"
-		sanitel_log "retrying influxd on other ports"
-	done
-	SANITEL_INFLUX_PORT=$port
+	_sanitel_start influxd "$dir/influxd.log" _sanitel_pinged _sanitel_launch_influx
+	SANITEL_INFLUX_PID=$_sanitel_pid
+	SANITEL_INFLUX_PORT=$_sanitel_port
 	SANITEL_INFLUX_LOG=$dir/influxd.log
-	export SANITEL_TEST_INFLUX_URL=http://127.0.0.1:$port
+	export SANITEL_TEST_INFLUX_URL=http://127.0.0.1:$_sanitel_port
+}
+
+_sanitel_launch_influx() {
+	local rpc
+	rpc=$(sanitel_free_port)
+	[[ $rpc != "$1" ]] || rpc=$(sanitel_free_port)
+	_sanitel_influx_conf "$dir" "$1" "$rpc" >"$dir/influxd.conf"
+	env "${unset[@]}" "$SANITEL_TEST_INFLUXD" run -config "$dir/influxd.conf" >>"$dir/influxd.log" 2>&1 &
+	_sanitel_pid=$!
 }
 
 _sanitel_influx_conf() {
@@ -345,7 +358,7 @@ EOF
 # fsync is off: the data is thrown away after the run. Needs
 # sanitel_ensure_postgres first.
 sanitel_start_postgres() {
-	local dir=$1 port attempt rc locale=C as=()
+	local dir=$1 locale=C as=()
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	SANITEL_POSTGRES_LOG=$dir/postgres.log
@@ -366,20 +379,17 @@ sanitel_start_postgres() {
 		tail -n 20 "$SANITEL_POSTGRES_LOG" >&2
 		sanitel_die "initdb failed"
 	}
-	for attempt in 1 2 3; do
-		port=$(sanitel_free_port)
-		"${as[@]}" "$SANITEL_TEST_PGBIN/postgres" -D "$dir/data" -p "$port" -k "$dir" \
-			-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c log_checkpoints=off \
-			>>"$SANITEL_POSTGRES_LOG" 2>&1 &
-		SANITEL_POSTGRES_PID=$!
-		rc=0
-		_sanitel_wait_ready postgres "$SANITEL_POSTGRES_PID" "$SANITEL_POSTGRES_LOG" _sanitel_pg_ready "$port" || rc=$?
-		((rc == 0)) && break
-		((rc == 2 && attempt < 3)) || sanitel_die "cannot start postgres"
-		sanitel_log "retrying postgres on another port"
-	done
-	SANITEL_POSTGRES_PORT=$port
-	export SANITEL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+	_sanitel_start postgres "$SANITEL_POSTGRES_LOG" _sanitel_pg_ready _sanitel_launch_postgres
+	SANITEL_POSTGRES_PID=$_sanitel_pid
+	SANITEL_POSTGRES_PORT=$_sanitel_port
+	export SANITEL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$_sanitel_port/postgres?sslmode=disable"
+}
+
+_sanitel_launch_postgres() {
+	"${as[@]}" "$SANITEL_TEST_PGBIN/postgres" -D "$dir/data" -p "$1" -k "$dir" \
+		-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c log_checkpoints=off \
+		>>"$SANITEL_POSTGRES_LOG" 2>&1 &
+	_sanitel_pid=$!
 }
 
 _sanitel_pg_ready() { "$SANITEL_TEST_PGBIN/pg_isready" -q -h 127.0.0.1 -p "$1" -U postgres -d postgres -t 1; }
@@ -420,26 +430,25 @@ sanitel_stop_servers() {
 	SANITEL_MOSQUITTO_PID=''
 	SANITEL_INFLUX_PID=''
 	SANITEL_POSTGRES_PID=''
-
 }
 
-# sanitel_bench_config NAME [PPROF] creates InfluxDB database NAME and writes
-# $dir/sanitel.yaml for one benchmark run of sanitel into it, with its state
-# under $dir/NAME; it reads $dir, $mqtt, $influx and $http_port. PPROF=1
-# turns on /debug/pprof.
+# sanitel_bench_config NAME PORT [PPROF] creates InfluxDB database NAME on
+# the started InfluxDB and writes $dir/sanitel.yaml for one benchmark run of
+# sanitel into it, against the started broker, with its state under
+# $dir/NAME and its HTTP listener on PORT. PPROF=1 turns on /debug/pprof.
 sanitel_bench_config() {
-	local name=$1 pprof=''
-	[[ ${2:-0} != 1 ]] || pprof=', pprof: true'
-	curl -sf -XPOST "$influx/query" --data-urlencode "q=CREATE DATABASE $name" >/dev/null
+	local name=$1 port=$2 pprof=''
+	[[ ${3:-0} != 1 ]] || pprof=', pprof: true'
+	curl -sf -XPOST "$SANITEL_TEST_INFLUX_URL/query" --data-urlencode "q=CREATE DATABASE $name" >/dev/null
 	mkdir -p "$dir/$name"
 	cat >"$dir/sanitel.yaml" <<YAML
-mqtt: {broker: "$mqtt", client_id: "bench-$name"}
-influx: {url: "$influx", bucket: $name/autogen}
+mqtt: {broker: "$SANITEL_TEST_MQTT", client_id: "bench-$name"}
+influx: {url: "$SANITEL_TEST_INFLUX_URL", bucket: $name/autogen}
 spool: {dir: $dir/$name/spool}
 devices: {registry: $dir/devices.csv}
 alerting: {state_dir: $dir/$name/alerting}
 tickets: {dsn: $dir/$name/tickets.db}
-http: {listen: "127.0.0.1:$http_port"$pprof}
+http: {listen: "127.0.0.1:$port"$pprof}
 log: {level: warn}
 YAML
 }

@@ -322,10 +322,7 @@ func (s *Service) openAlerting() error {
 	}); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.Alerting.StateDir, 0o750); err != nil {
-		return fmt.Errorf("alerting.state_dir: %w", err)
-	}
-	s.statePath = filepath.Join(cfg.Alerting.StateDir, "state.bin")
+	s.statePath = filepath.Join(cfg.Alerting.StateDir, "state.bin") // openTracker made the directory
 	if err := s.engine.LoadFile(s.statePath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("load alert state %s: %w", s.statePath, err)
 	}

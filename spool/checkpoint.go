@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sanitel/sanitel/internal/atomicfile"
 )
 
 const checkpointSuffix = ".ckpt"
@@ -70,27 +73,10 @@ func (s *Spool) storeCheckpoint(name string, off Offset) error {
 	binary.LittleEndian.PutUint64(b[4:12], uint64(off))
 	binary.LittleEndian.PutUint32(b[12:16], crc32.Checksum(b[:12], castagnoli))
 
-	path := s.checkpointPath(name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("spool: checkpoint %s: %w", name, err)
-	}
-	_, err = f.Write(b[:])
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		// The rename is durable only once the directory is.
-		err = s.dir.Sync()
-	}
-	if err != nil {
+	if err := atomicfile.Write(s.checkpointPath(name), func(w io.Writer) error {
+		_, err := w.Write(b[:])
+		return err
+	}); err != nil {
 		return fmt.Errorf("spool: checkpoint %s: %w", name, err)
 	}
 	return nil

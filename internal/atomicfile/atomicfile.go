@@ -3,30 +3,23 @@
 package atomicfile
 
 import (
-	"bufio"
 	"io"
 	"os"
 	"path/filepath"
 )
 
-// Write replaces path with what write writes: into a temporary file in the
-// same directory, synced, renamed over path, and the directory synced so
-// the rename itself survives a power cut.
+// Write replaces path with what write writes: into path+".tmp" (a leftover
+// of a crash is overwritten by the next Write), synced, renamed over path,
+// and the directory synced so that the rename itself survives a power cut.
+// Writers of one path must take turns. write gets the file unbuffered:
+// whoever writes in small pieces buffers them.
 func Write(path string, write func(io.Writer) error) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, base+".tmp-*")
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	w := bufio.NewWriterSize(f, 64<<10)
-	err = write(w)
-	if err == nil {
-		err = w.Flush()
-	}
+	err = write(f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -40,9 +33,13 @@ func Write(path string, write func(io.Writer) error) error {
 		os.Remove(tmp)
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
 	}
-	return nil
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

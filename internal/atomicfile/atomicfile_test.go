@@ -11,6 +11,10 @@ import (
 func TestWrite(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
+	// What a crash left behind is overwritten.
+	if err := os.WriteFile(path+".tmp", []byte("torn"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := Write(path, func(w io.Writer) error { _, err := io.WriteString(w, "one"); return err }); err != nil {
 		t.Fatal(err)
 	}
