@@ -17,6 +17,8 @@ import (
 	// The ticket timezone is checked with time.LoadLocation; embedding the
 	// zone database keeps that working in minimal containers without one.
 	_ "time/tzdata"
+
+	"github.com/sanitel/sanitel/devices"
 )
 
 // EnvPrefix starts the name of every environment variable that overrides a
@@ -314,8 +316,8 @@ func Default() *Config {
 		Devices: Devices{
 			Unknown:         UnknownReject,
 			MaxPayloadBytes: 64 * kiB,
-			AcceptWindow:    7 * 24 * time.Hour,
-			MaxFuture:       5 * time.Minute,
+			AcceptWindow:    devices.DefaultAcceptWindow,
+			MaxFuture:       devices.DefaultMaxFuture,
 			ReferenceTempC:  25,
 		},
 		Alerting: Alerting{

@@ -168,10 +168,17 @@ type DecoderOptions struct {
 	AcceptUnknown bool          // accept devices missing from the registry (no registry tags)
 	TopicRoot     string        // default "sanitation"
 	MaxPayload    int           // bytes; default 64 KiB
-	AcceptWindow  time.Duration // oldest accepted device time; default 7 days
-	MaxFuture     time.Duration // newest accepted device time ahead of now; default 5 min
+	AcceptWindow  time.Duration // oldest accepted device time; default DefaultAcceptWindow
+	MaxFuture     time.Duration // newest accepted device time ahead of now; default DefaultMaxFuture
 	RefTempC      float64       // ppm → mg/m³ reference temperature; default 25 °C
 }
+
+// The contract's default limits on a reading's device time: up to
+// DefaultAcceptWindow old, up to DefaultMaxFuture ahead of the server.
+const (
+	DefaultAcceptWindow = 7 * 24 * time.Hour
+	DefaultMaxFuture    = 5 * time.Minute
+)
 
 // Limits on what one message may carry. A message whose object (the body,
 // or a ChirpStack uplink's object) has more than MaxFieldsPerMessage
@@ -207,10 +214,10 @@ func NewDecoder(opts DecoderOptions) (*Decoder, error) {
 		opts.MaxPayload = 64 << 10
 	}
 	if opts.AcceptWindow <= 0 {
-		opts.AcceptWindow = 7 * 24 * time.Hour
+		opts.AcceptWindow = DefaultAcceptWindow
 	}
 	if opts.MaxFuture <= 0 {
-		opts.MaxFuture = 5 * time.Minute
+		opts.MaxFuture = DefaultMaxFuture
 	}
 	if opts.RefTempC == 0 {
 		opts.RefTempC = 25

@@ -26,10 +26,10 @@ const (
 	// and no Speed or Rate to turn Duration into simulated time): inside
 	// the 7-day window sanitel accepts readings in.
 	DefaultBacklog = 6 * 24 * time.Hour
-	acceptWindow   = 7 * 24 * time.Hour
+	acceptWindow   = devices.DefaultAcceptWindow
 	// MaxFuture is how far ahead of its clock sanitel accepts a device
 	// time (its default devices.max_future); see Summary.Future.
-	MaxFuture = 5 * time.Minute
+	MaxFuture = devices.DefaultMaxFuture
 	// futureGuard: a skewed reading that would reach sanitel less than
 	// this beyond MaxFuture waits until it is within it (Summary.Future).
 	futureGuard = 3 * time.Second
