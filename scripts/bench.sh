@@ -6,7 +6,9 @@
 # and for a bare paho subscriber that only counts (the ceiling):
 #
 #   drain  a backlog of BENCH_MESSAGES QoS 1 messages queued by the broker
-#          for a persistent session while the subscriber was away
+#          for a persistent session while the subscriber was away; sanitel
+#          drains it twice: into the InfluxDB on these cores, and into a
+#          write sink that stands in for an InfluxDB on another machine
 #   live   BENCH_RATE msg/s for BENCH_SECONDS seconds
 #
 # and prints one table. Usage:
@@ -33,9 +35,11 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 hz=$(getconf CLK_TCK)
 sanitel_pid=''
+sink_pid=''
 
 cleanup() {
 	sanitel_stop "$sanitel_pid"
+	[[ -z $sink_pid ]] || kill "$sink_pid" 2>/dev/null || true
 	sanitel_stop_servers
 	[[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$dir"
 }
@@ -165,6 +169,44 @@ sanitel_stop "$sanitel_pid"
 sanitel_pid=''
 [[ $rejected == 0 && $accepted == "$messages" ]] || sanitel_log "drain: accepted $accepted rejected $rejected of $messages"
 
+# --- drain: sanitel, InfluxDB elsewhere ---------------------------------------
+# The same drain with sanitel writing to a sink that answers the write API
+# and tallies the points (sanitel-bench sink), as when InfluxDB runs on its
+# own machine: here InfluxDB needs about as much CPU for the points as
+# sanitel for the messages, on the same two cores.
+sanitel_log "drain: sanitel, InfluxDB elsewhere (a write sink), $messages messages"
+sink_port=$(sanitel_free_port)
+"$dir/sanitel-bench" sink --listen "127.0.0.1:$sink_port" --out "$dir/sink.out" \
+	--measurements bin,toilet,rural_toilet,water,event 2>>"$dir/sink.log" &
+sink_pid=$!
+for i in $(seq 100); do
+	curl -sf -o /dev/null "http://127.0.0.1:$sink_port/ping" && break
+	sleep 0.1
+done
+SANITEL_TEST_INFLUX_URL=http://127.0.0.1:$sink_port write_config sink
+start_sanitel sink
+wait_ready
+sanitel_stop "$sanitel_pid"
+simulate --count "$messages"
+s0=$(cpu_ticks "$sink_pid")
+t0=$(now)
+start_sanitel sink
+wait_ready
+t1=$(wait_written "$messages")
+cpu=$(cpu_ticks "$sanitel_pid")
+rss=$(hwm_mb "$sanitel_pid")
+sc=$(($(cpu_ticks "$sink_pid") - s0))
+read -r _ accepted _ rejected _ _ _ p50 _ p99 < <("$dir/sanitel-bench" metrics --url "http://127.0.0.1:$http_port/metrics")
+sanitel_stop "$sanitel_pid"
+sanitel_pid=''
+kill -TERM "$sink_pid"
+wait "$sink_pid" || sanitel_die "the write sink failed; see $dir/sink.log"
+sink_pid=''
+read -r _ _ _ _ _ stored _ _ _ _ <"$dir/sink.out"
+sink_s=$(calc %.3f "$t1 - $t0")
+row "sanitel sink" "$messages" "$sink_s" "$cpu" "$rss" "$p50" "$p99" - "$sc" "$accepted" "$((messages - stored))"
+sink_cpu=$cpu
+
 # --- live: bare subscriber ----------------------------------------------------
 # Live readings carry the time they are sent, so that the lag is what a
 # device sees: the same devices report every devices/rate seconds (1 s for
@@ -214,9 +256,11 @@ printf "$fmt\n" run msg/s cpu/100k rss_MB lag_p50 lag_p99 tail_s influx_s accept
 for r in "${rows[@]}"; do echo "$r"; done
 echo "drain throughput sanitel/ceiling: $(calc %.2f "$ceil_drain_s / $drain_s")   (target ≥ 0.90)"
 echo "drain CPU per message sanitel/ceiling: $(calc %.2f "$drain_cpu / $ceil_drain_cpu")   (target ≤ 1.40)"
+echo "drain with InfluxDB elsewhere (sanitel sink)/ceiling: throughput $(calc %.2f "$ceil_drain_s / $sink_s"), CPU per message $(calc %.2f "$sink_cpu / $ceil_drain_cpu")"
 echo "live CPU per message sanitel/ceiling: $(calc %.2f "$live_cpu / $ceil_live_cpu")"
-echo "msg/s: until the last point is in InfluxDB (ceiling: until the last message arrived), from process start;"
-echo "cpu/100k: CPU-seconds (user+sys) per 100k messages; rss_MB: peak (VmHWM); lag: sanitel_ingest_lag_seconds, seconds (device time →"
-echo "  written; a backlog's readings are as old as the backlog, live ones are stamped when sent); tail_s: last publish acknowledged → last point"
-echo "  written (ceiling: → last message received); influx_s: InfluxDB CPU-seconds during the run; accepted: messages sanitel accepted;"
-echo "  lost: acknowledged to the publisher minus points stored in InfluxDB (distinct device and time)"
+echo "msg/s: until the last point is in InfluxDB (sanitel sink: has reached the write sink; ceiling: until the last message arrived),"
+echo "  from process start; cpu/100k: CPU-seconds (user+sys) per 100k messages; rss_MB: peak (VmHWM); lag: sanitel_ingest_lag_seconds,"
+echo "  seconds (device time → written; a backlog's readings are as old as the backlog, live ones are stamped when sent); tail_s: last"
+echo "  publish acknowledged → last point written (ceiling: → last message received); influx_s: InfluxDB CPU-seconds during the run"
+echo "  (sanitel sink: the write sink's); accepted: messages sanitel accepted; lost: acknowledged to the publisher minus points stored"
+echo "  (distinct device and time)"

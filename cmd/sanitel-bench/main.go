@@ -1,11 +1,13 @@
 // Command sanitel-bench holds the measuring parts of scripts/bench.sh that a
 // shell does badly: the bare MQTT subscriber that only counts messages (the
-// ceiling sanitel is compared with) and the reading of sanitel's metrics.
-// It is not part of the sanitel binary.
+// ceiling sanitel is compared with), the reading of sanitel's metrics, and a
+// write sink that stands in for an InfluxDB on another machine. It is not
+// part of the sanitel binary.
 //
 //	sanitel-bench prime   --broker URL --client-id ID        # create a persistent session
 //	sanitel-bench count   --broker URL --client-id ID --want N
 //	sanitel-bench metrics --url http://HOST:PORT/metrics
+//	sanitel-bench sink    --listen 127.0.0.1:PORT --out FILE [--measurements a,b]  # until SIGTERM
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,7 +43,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: sanitel-bench prime|count|metrics [flags]")
+		return errors.New("usage: sanitel-bench prime|count|metrics|sink [flags]")
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	broker := fs.String("broker", "tcp://127.0.0.1:1883", "broker `URL`")
@@ -49,6 +52,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	want := fs.Int64("want", 0, "stop after `N` messages")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this `time`")
 	url := fs.String("url", "", "metrics `URL` of sanitel")
+	listen := fs.String("listen", "127.0.0.1:8086", "sink: `address` to serve the write API on")
+	out := fs.String("out", "", "sink: write the tally to this `file` at exit (default stdout)")
+	only := fs.String("measurements", "", "sink: tally only these comma-separated `names` (default all)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -64,8 +70,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return count(ctx, stdout, *broker, *clientID, *topic, *want)
 	case "metrics":
 		return metrics(stdout, *url)
+	case "sink":
+		var names []string
+		if *only != "" {
+			names = strings.Split(*only, ",")
+		}
+		return serveSink(ctx, stdout, *listen, *out, names)
 	}
-	return fmt.Errorf("unknown command %q: want prime, count or metrics", args[0])
+	return fmt.Errorf("unknown command %q: want prime, count, metrics or sink", args[0])
 }
 
 // connect opens a persistent (clean session off) QoS 1 subscription, the
