@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sanitel/sanitel/devices"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // Sink receives what the engine decides: the supervision tickets.
@@ -630,9 +632,9 @@ func (e *Engine) alert(idx uint32, r *compiled, sev Severity, inf *firing, resol
 	switch {
 	case r.Type == TypeNoData && !resolve:
 		timeout := time.Duration(inf.thr * float64(time.Second))
-		fmt.Fprintf(&b, "no reading for %s", formatDuration(timeout))
+		fmt.Fprintf(&b, "no reading for %s", duration.Format(timeout))
 		if dev != nil && dev.ReportInterval > 0 {
-			fmt.Fprintf(&b, " (%d × report_interval %s)", r.Intervals, formatDuration(dev.ReportInterval))
+			fmt.Fprintf(&b, " (%d × report_interval %s)", r.Intervals, duration.Format(dev.ReportInterval))
 		}
 		if inf.silentSince > 0 {
 			fmt.Fprintf(&b, " since %s", time.UnixMilli(inf.silentSince).UTC().Format(time.RFC3339))
@@ -643,7 +645,7 @@ func (e *Engine) alert(idx uint32, r *compiled, sev Severity, inf *firing, resol
 		a.Value = inf.resValue
 		b.WriteString("reporting again")
 		if inf.silentSince > 0 || inf.resValue > 0 {
-			fmt.Fprintf(&b, " after %s silent", formatDuration(time.Duration(inf.resValue*float64(time.Second)).Round(time.Second)))
+			fmt.Fprintf(&b, " after %s silent", duration.Format(time.Duration(inf.resValue*float64(time.Second)).Round(time.Second)))
 		}
 	case resolve:
 		c := r.levelsFor(dev).clearCondition(r.Op)

@@ -4,7 +4,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sanitel/sanitel/devices"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // defaultRules is the shipped rules file. configs/rules.yaml is a copy for
@@ -626,7 +627,7 @@ func (p *ruleParser) duration(key string, v *yaml.Node) time.Duration {
 	if !ok {
 		return 0
 	}
-	d, err := parseDuration(s)
+	d, err := duration.Parse(s)
 	if err != nil {
 		p.keyErr(key, "%v (want e.g. 30s, 10m, 2h, 7d)", err)
 	}
@@ -644,55 +645,4 @@ func describeNode(v *yaml.Node) string {
 		return "nothing"
 	}
 	return strconv.Quote(v.Value)
-}
-
-const day = 24 * time.Hour
-
-// parseDuration parses a Go duration ("30s", "1h30m") that may start with
-// a number of days ("7d", "1d12h"), the way sanitel's config does.
-func parseDuration(s string) (time.Duration, error) {
-	orig := s
-	neg := strings.HasPrefix(s, "-")
-	if neg || strings.HasPrefix(s, "+") {
-		s = s[1:]
-	}
-	var d time.Duration
-	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil || s[:i] == "" || strings.ContainsAny(s[:i], "eEnNxXpP_+-") || n > float64(math.MaxInt64/int64(day)) {
-			return 0, fmt.Errorf("invalid duration %q", orig)
-		}
-		d, s = time.Duration(n*float64(day)), s[i+1:]
-	} else if s == "" {
-		return 0, fmt.Errorf("invalid duration %q", orig)
-	}
-	if s != "" {
-		if strings.HasPrefix(s, "-") || strings.HasPrefix(s, "+") {
-			return 0, fmt.Errorf("invalid duration %q", orig)
-		}
-		rest, err := time.ParseDuration(s)
-		if err != nil || rest > math.MaxInt64-d {
-			return 0, fmt.Errorf("invalid duration %q", orig)
-		}
-		d += rest
-	}
-	if neg {
-		d = -d
-	}
-	return d, nil
-}
-
-// formatDuration renders d the way a rules file spells it: "7d", "10m", "1h30m".
-func formatDuration(d time.Duration) string {
-	if d != 0 && d%day == 0 {
-		return strconv.FormatInt(int64(d/day), 10) + "d"
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sanitel/sanitel/devices"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // RuleType says what a rule watches.
@@ -271,10 +273,10 @@ func (r *Rule) validate() []ruleError {
 		bad("requirement", "required (整改要求)")
 	}
 	if r.For < 0 {
-		bad("for", "must not be negative, got %s", formatDuration(r.For))
+		bad("for", "must not be negative, got %s", duration.Format(r.For))
 	}
 	if r.ClearFor < 0 {
-		bad("clear_for", "must not be negative, got %s", formatDuration(r.ClearFor))
+		bad("clear_for", "must not be negative, got %s", duration.Format(r.ClearFor))
 	}
 	switch r.Type {
 	case TypeThreshold:
@@ -293,7 +295,7 @@ func (r *Rule) validate() []ruleError {
 			bad("intervals", "must be at least 1, got %d", r.Intervals)
 		}
 		if r.DefaultAfter < 0 {
-			bad("default_after", "must not be negative, got %s", formatDuration(r.DefaultAfter))
+			bad("default_after", "must not be negative, got %s", duration.Format(r.DefaultAfter))
 		}
 		if r.Severity != SeverityWarning && r.Severity != SeverityCritical {
 			bad("severity", "must be warning or critical")
@@ -313,7 +315,7 @@ func (r *Rule) validate() []ruleError {
 		switch {
 		case !d.used: // a single deadline: sets both; only those used matter
 		case d.d < 0:
-			bad(d.key, "must not be negative, got %s", formatDuration(d.d))
+			bad(d.key, "must not be negative, got %s", duration.Format(d.d))
 		case d.d == 0:
 			bad(d.key, "required: the rule fires at %s (整改时限)", d.key[len("deadline."):])
 		}

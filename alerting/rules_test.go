@@ -8,10 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sanitel/sanitel/devices"
 	"github.com/sanitel/sanitel/internal/testenv"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // TestShippedRulesFile: configs/rules.yaml, the copy users read and start
@@ -51,7 +52,7 @@ func summary(r Rule) string {
 	}
 	fmt.Fprintf(&b, "%s %s:", r.Name, strings.Join(kinds, ","))
 	if r.Type == TypeNoData {
-		fmt.Fprintf(&b, " no_data %d×interval default %s %s", r.Intervals, formatDuration(r.DefaultAfter), r.Severity)
+		fmt.Fprintf(&b, " no_data %d×interval default %s %s", r.Intervals, duration.Format(r.DefaultAfter), r.Severity)
 	} else {
 		fmt.Fprintf(&b, " %s %s", r.Field, r.Op)
 		keys := make([]string, 0, len(r.Thresholds))
@@ -83,18 +84,18 @@ func summary(r Rule) string {
 			fmt.Fprintf(&b, " events %v", r.Events)
 		}
 		if r.For > 0 {
-			fmt.Fprintf(&b, " for %s", formatDuration(r.For))
+			fmt.Fprintf(&b, " for %s", duration.Format(r.For))
 		}
 		if r.ClearFor > 0 {
-			fmt.Fprintf(&b, " clear_for %s", formatDuration(r.ClearFor))
+			fmt.Fprintf(&b, " clear_for %s", duration.Format(r.ClearFor))
 		}
 	}
 	w, c := r.severities()
 	if w {
-		fmt.Fprintf(&b, " deadline warning %s", formatDuration(r.Deadline.Warning))
+		fmt.Fprintf(&b, " deadline warning %s", duration.Format(r.Deadline.Warning))
 	}
 	if c {
-		fmt.Fprintf(&b, " deadline critical %s", formatDuration(r.Deadline.Critical))
+		fmt.Fprintf(&b, " deadline critical %s", duration.Format(r.Deadline.Critical))
 	}
 	if r.AutoClose {
 		b.WriteString(" auto_close")
@@ -245,17 +246,4 @@ func TestBadRules(t *testing.T) {
 		_, err := LoadRules(file)
 		return err
 	})
-}
-
-func TestParseDuration(t *testing.T) {
-	for s, want := range map[string]time.Duration{"0": 0, "10m": 10 * time.Minute, "7d": 7 * day, "1d12h": 36 * time.Hour, "-5m": -5 * time.Minute} {
-		if got, err := parseDuration(s); err != nil || got != want {
-			t.Errorf("%q: %v, %v", s, got, err)
-		}
-	}
-	for _, s := range []string{"", "10", "d", "1d-2h", "xd", "1e3d"} {
-		if _, err := parseDuration(s); err == nil {
-			t.Errorf("%q: no error", s)
-		}
-	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // maxSecretFile bounds a secret file; a secret is a line, not a document.
@@ -694,7 +696,7 @@ func toDuration(v any) (time.Duration, error) {
 	case time.Duration:
 		return x, nil
 	case string:
-		d, err := ParseDuration(x)
+		d, err := duration.Parse(x)
 		if err != nil {
 			return 0, fmt.Errorf("must be a duration such as \"30s\", \"5m\" or \"7d\", got %s", describe(v))
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // Masked returns a deep copy of c with every secret replaced by Mask:
@@ -202,7 +204,7 @@ func yamlNode(v reflect.Value) *yaml.Node {
 	t := v.Type()
 	switch {
 	case t == durationType:
-		return scalar("!!str", FormatDuration(durationOf(v)))
+		return scalar("!!str", duration.Format(durationOf(v)))
 	case t.Kind() == reflect.Int64:
 		s := FormatByteSize(v.Int())
 		if _, err := strconv.ParseInt(s, 10, 64); err == nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // Limits checked by Validate.
@@ -103,9 +105,9 @@ func (m *MQTT) validate(v *checker) {
 	}
 	switch {
 	case m.KeepAlive < 0 || m.KeepAlive > math.MaxUint16*time.Second:
-		v.add("mqtt.keep_alive", "must be between 0 (off) and %s, got %s", FormatDuration(math.MaxUint16*time.Second), FormatDuration(m.KeepAlive))
+		v.add("mqtt.keep_alive", "must be between 0 (off) and %s, got %s", duration.Format(math.MaxUint16*time.Second), duration.Format(m.KeepAlive))
 	case m.KeepAlive%time.Second != 0:
-		v.add("mqtt.keep_alive", "must be a whole number of seconds, got %s", FormatDuration(m.KeepAlive))
+		v.add("mqtt.keep_alive", "must be a whole number of seconds, got %s", duration.Format(m.KeepAlive))
 	}
 	v.positive("mqtt.connect_timeout", m.ConnectTimeout)
 	if m.MaxInflight < 1 || m.MaxInflight > math.MaxUint16 {
@@ -157,7 +159,7 @@ func (s *Spool) validate(v *checker) {
 		v.add("spool.segment_bytes", "must be at most spool.max_bytes (%s), got %s", FormatByteSize(s.MaxBytes), FormatByteSize(s.SegmentBytes))
 	}
 	if s.CommitInterval < 0 || s.CommitInterval > maxCommitDelay {
-		v.add("spool.commit_interval", "must be between 0 and %s, got %s", FormatDuration(maxCommitDelay), FormatDuration(s.CommitInterval))
+		v.add("spool.commit_interval", "must be between 0 and %s, got %s", duration.Format(maxCommitDelay), duration.Format(s.CommitInterval))
 	}
 }
 
@@ -169,7 +171,7 @@ func (d *Devices) validate(v *checker) {
 	}
 	v.positive("devices.accept_window", d.AcceptWindow)
 	if d.MaxFuture < 0 {
-		v.add("devices.max_future", "must not be negative, got %s", FormatDuration(d.MaxFuture))
+		v.add("devices.max_future", "must not be negative, got %s", duration.Format(d.MaxFuture))
 	}
 	if t := d.ReferenceTempC; math.IsNaN(t) || t < -50 || t > 100 {
 		v.add("devices.reference_temp_c", "must be between -50 and 100 (°C), got %v", t)
@@ -264,7 +266,7 @@ func (h *HTTP) validate(v *checker) {
 
 func (v *checker) positive(key string, d time.Duration) {
 	if d <= 0 {
-		v.add(key, "must be positive, got %s", FormatDuration(d))
+		v.add(key, "must be positive, got %s", duration.Format(d))
 	}
 }
 

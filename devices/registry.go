@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // Supply is how a water probe's site is supplied; it selects thresholds.
@@ -489,9 +491,9 @@ func (raw *rawDevice) parse(t *interner) (Device, error) {
 		return d, fmt.Errorf("supply: %w", err)
 	}
 	if s := strings.TrimSpace(raw.ReportInterval); s != "" {
-		iv, err := time.ParseDuration(s)
+		iv, err := duration.Parse(s)
 		if err != nil || iv <= 0 {
-			return d, fmt.Errorf("report_interval: must be a positive duration such as 10m, got %q", raw.ReportInterval)
+			return d, fmt.Errorf("report_interval: must be a positive duration such as 10m, 6h or 1d, got %q", raw.ReportInterval)
 		}
 		d.ReportInterval = iv
 	}

@@ -166,6 +166,7 @@ func TestRegistryAccepts(t *testing.T) {
 		{"csv columns in any order, upper case, spaces", "r.csv", " KIND , Id ,Site\nbin, a , 解放路 1号 \n", Device{ID: "a", Kind: KindBin, Site: "解放路 1号"}},
 		{"csv only id and kind", "r.csv", "id,kind\nw,water\n", Device{ID: "w", Kind: KindWater}},
 		{"csv CRLF", "r.csv", "id,kind,report_interval\r\na,bin,1h30m\r\n", Device{ID: "a", Kind: KindBin, ReportInterval: 90 * time.Minute}},
+		{"csv report_interval in days", "r.csv", "id,kind,report_interval\na,bin,1d12h\n", Device{ID: "a", Kind: KindBin, ReportInterval: 36 * time.Hour}},
 		{"csv quoted comma and quote", "r.csv", "id,kind,site\na,bin,\"x, \"\"y\"\"=z\"\n", Device{ID: "a", Kind: KindBin, Site: `x, "y"=z`}},
 		{"csv dev_eui with separators", "r.csv", "id,kind,dev_eui\na,bin,00-04-A3-0B-00-1C-05-30\n", Device{ID: "a", Kind: KindBin, DevEUI: "0004a30b001c0530"}},
 		{"yaml numbers as text", "r.yml", "devices:\n  - id: 007\n    kind: toilet\n    toilet_class: 2\n    lat: -0.5\n    dev_eui: 0102030405060708\n", Device{ID: "007", Kind: KindToilet, ToiletClass: 2, Lat: -0.5, DevEUI: "0102030405060708"}},
