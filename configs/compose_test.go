@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sanitel/sanitel/config"
+	"github.com/sanitel/sanitel/devices"
 )
 
 // compose is the part of docker-compose.yml the tests read.
@@ -248,5 +249,28 @@ func TestComposeGrafanaAndPrometheusPaths(t *testing.T) {
 	}
 	if !strings.Contains(string(prom), "/etc/prometheus/sanitel-alerts.yml") {
 		t.Error("prometheus.yml does not load /etc/prometheus/sanitel-alerts.yml")
+	}
+}
+
+// TestShippedConfigLoads checks what the README's "Running it for real"
+// starts from: configs/sanitel.yaml validates and the registry it names
+// (configs/devices.yaml) loads, with a device of every kind.
+func TestShippedConfigLoads(t *testing.T) {
+	cfg, err := config.Load("sanitel.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := devices.LoadRegistry(cfg.Devices.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[devices.Kind]int{}
+	for _, d := range reg.All() {
+		kinds[d.Kind]++
+	}
+	for _, k := range devices.Kinds {
+		if kinds[k] == 0 {
+			t.Errorf("%s has no %s device", cfg.Devices.Registry, k)
+		}
 	}
 }

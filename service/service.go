@@ -154,7 +154,8 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", cfg.Spool.Dir, err)
 	}
-	s.closers = append(s.closers, func() { s.spool.Close() })
+	sp := s.spool // not s: it is nil when a later step fails and the clean-up runs
+	s.closers = append(s.closers, func() { sp.Close() })
 
 	s.metrics = ingest.NewMetrics(s.reg)
 	s.deadLetters = ingest.NewDeadLetters(1000)
