@@ -224,8 +224,32 @@ tickets:
 			t.Fatalf("err = %v, want not a regular file", err)
 		}
 	})
-	t.Run("env sets the value, file sets the file", func(t *testing.T) {
+	t.Run("env sets the value, file sets the file: env wins", func(t *testing.T) {
 		t.Setenv("SANITEL_INFLUX_TOKEN", "from-env")
+		if got := mustLoad(t, path).Influx.Token; got != "from-env" {
+			t.Errorf("influx.token = %q, want the environment's", got)
+		}
+	})
+	t.Run("file sets the value, env sets the file: env wins", func(t *testing.T) {
+		p := filepath.Join(dir, "inline.yaml")
+		writeFile(t, p, "influx:\n  token: inline-token\n")
+		t.Setenv("SANITEL_INFLUX_TOKEN_FILE", filepath.Join(dir, "secrets", "influx"))
+		if got := mustLoad(t, p).Influx.Token; got != "influx-token" {
+			t.Errorf("influx.token = %q, want the file's the environment names", got)
+		}
+	})
+	t.Run("both from the file", func(t *testing.T) {
+		p := filepath.Join(dir, "both.yaml")
+		writeFile(t, p, "influx:\n  token: inline-token\n  token_file: secrets/influx\n")
+		_, err := Load(p)
+		want := "influx.token: set either token or token_file, not both"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want %q", err, want)
+		}
+	})
+	t.Run("both from the environment", func(t *testing.T) {
+		t.Setenv("SANITEL_INFLUX_TOKEN", "from-env")
+		t.Setenv("SANITEL_INFLUX_TOKEN_FILE", filepath.Join(dir, "secrets", "influx"))
 		_, err := Load(path)
 		want := "influx.token: set either token or token_file, not both (from SANITEL_INFLUX_TOKEN)"
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -793,13 +793,23 @@ func (l *loader) readSecrets(c *Config) {
 	}
 }
 
+// secret reads a secret from its file. Setting both the secret and its file
+// is an error, unless one of them comes from the environment: that one wins,
+// as the environment overrides the file everywhere else
+// (SANITEL_INFLUX_TOKEN over influx.token_file in the YAML).
 func (l *loader) secret(value *string, file, key, name string) {
 	if file == "" {
 		return
 	}
 	if *value != "" {
-		l.fail(key, "set either %s or %s_file, not both", name, name)
-		return
+		valueEnv, fileEnv := os.Getenv(envName(key)) != "", os.Getenv(envName(key+"_file")) != ""
+		switch {
+		case valueEnv && !fileEnv:
+			return
+		case !fileEnv || valueEnv:
+			l.fail(key, "set either %s or %s_file, not both", name, name)
+			return
+		}
 	}
 	s, err := readSecretFile(file)
 	if err != nil {
