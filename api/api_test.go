@@ -446,6 +446,9 @@ func TestBadBodies(t *testing.T) {
 		{"not JSON", "/api/v1/tickets", "street=x", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, ""},
 		{"no content type", ack, `{"note":"x"}`, []string{"Content-Type", ""}, 415, ""},
 		{"bad transition JSON", ack, `{"note":}`, nil, 400, "bad JSON"},
+		{"invalid UTF-8", "/api/v1/tickets", strings.Replace(manualBody, "公厕地面积水", "\xff\xfe", 1), nil, 400, "bad JSON: the body is not valid UTF-8"},
+		{"invalid UTF-8 in a transition", ack, "{\"by\":\"\xff\xfe\"}", nil, 400, "bad JSON: the body is not valid UTF-8"},
+		{"a second object", ack, `{"note":"x"} {"note":"y"}`, nil, 400, "bad JSON"},
 	}
 	for _, c := range cases {
 		r := e.call("POST", c.path, officeToken, c.body, c.header...)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sanitel/sanitel/tickets"
 )
@@ -289,7 +291,8 @@ func (s *Server) ranking(w http.ResponseWriter, r *http.Request, who tickets.Act
 }
 
 // decode reads a JSON body into dst: 415 when it is not JSON, 413 when it
-// is too large, 400 when it does not parse or has unknown fields. With
+// is too large, 400 when it is not UTF-8, does not parse, has unknown fields
+// or more than one value. With
 // allowEmpty an empty body leaves dst as it is.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any, allowEmpty bool) error {
 	ct := r.Header.Get("Content-Type")
@@ -302,9 +305,16 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any, allowEm
 	if r.ContentLength > s.maxBody {
 		return errorf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", s.maxBody)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err == nil && !utf8.Valid(body) {
+		// encoding/json would turn each bad byte into U+FFFD and store that.
+		return errorf(http.StatusBadRequest, "bad JSON: the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	if err == nil {
+		err = dec.Decode(dst)
+	}
 	if err == nil {
 		if err = dec.Decode(&struct{}{}); err == io.EOF {
 			return nil
