@@ -183,7 +183,7 @@ type manualRequest struct {
 
 func (s *Server) createTicket(w http.ResponseWriter, r *http.Request, who tickets.Actor) {
 	if who.Role != tickets.RoleSupervisor && who.Role != tickets.RoleAdmin {
-		s.fail(w, r, errorf(http.StatusForbidden, "only a supervisor or admin may create tickets"))
+		s.fail(w, r, fmt.Errorf("%w: only a supervisor or admin may create tickets", tickets.ErrForbidden))
 		return
 	}
 	var req manualRequest
