@@ -381,6 +381,11 @@ func TestMaskedHidesSecrets(t *testing.T) {
 		}
 	}
 
+	// Durations as the config spells them, not in nanoseconds.
+	if want := `"keep_alive":"30s"`; !strings.Contains(jsonLog.String(), want) {
+		t.Errorf("JSON log lacks %s:\n%s", want, jsonLog.String())
+	}
+
 	// Masking copies: the loaded config keeps its secrets.
 	if cfg.HTTP.Tokens[0].Token != "office-token-value-0123" || cfg.MQTT.Password != "mqtt-password-value" {
 		t.Fatal("Masked changed the original config")

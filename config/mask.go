@@ -246,7 +246,8 @@ func logValue(v reflect.Value) slog.Value {
 	t := v.Type()
 	switch {
 	case t == durationType:
-		return slog.DurationValue(durationOf(v))
+		// As the config spells it ("30s", "7d"): JSON handlers would write nanoseconds.
+		return slog.StringValue(duration.Format(durationOf(v)))
 	case t.Kind() == reflect.Int64:
 		return slog.Int64Value(v.Int())
 	case t.Kind() == reflect.Int:
