@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -546,5 +547,22 @@ func TestEveryKeyHasEnv(t *testing.T) {
 	}
 	if seen["SANITEL_MQTT_TLS_CA_FILE"] != "mqtt.tls.ca_file" || seen["SANITEL_SPOOL_MAX_BYTES"] != "spool.max_bytes" {
 		t.Fatalf("unexpected env names: %v", seen)
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	var got []string
+	for _, u := range UnknownEnv([]string{
+		"SANITEL_INFLUX_TOKN=x", "SANITEL_INFLUX_TOKEN=y", "SANITEL_CONFIG=/etc/sanitel.yaml",
+		"SANITEL_HTTP_TOKENS=[]", "SANITEL_NOTHING_LIKE_IT=1", "HOME=/root", "SANITEL_MQTT_TLS_CA_FILE=ca.pem",
+	}) {
+		got = append(got, u.String())
+	}
+	want := []string{
+		"SANITEL_INFLUX_TOKN is not a setting and is ignored (did you mean SANITEL_INFLUX_TOKEN?)",
+		"SANITEL_NOTHING_LIKE_IT is not a setting and is ignored",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("UnknownEnv = %q, want %q", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -841,4 +842,43 @@ func readSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("%s: file is empty", path)
 	}
 	return s, nil
+}
+
+// UnknownVar is a SANITEL_ environment variable that overrides no setting.
+type UnknownVar struct {
+	Name       string
+	DidYouMean string // the closest setting's variable, if one is close
+}
+
+func (u UnknownVar) String() string {
+	if u.DidYouMean == "" {
+		return u.Name + " is not a setting and is ignored"
+	}
+	return u.Name + " is not a setting and is ignored (did you mean " + u.DidYouMean + "?)"
+}
+
+// UnknownEnv lists the variables of environ ("NAME=value") that start with
+// SANITEL_ but override no setting: a misspelt override is otherwise
+// ignored without a word, while a misspelt key in the file stops start-up.
+func UnknownEnv(environ []string) []UnknownVar {
+	known := map[string]bool{EnvPrefix + "_CONFIG": true}
+	for _, lf := range leafKeys(Default()) {
+		known[envName(lf.key)] = true
+	}
+	var out []UnknownVar
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") || known[name] {
+			continue
+		}
+		u, bestDist := UnknownVar{Name: name}, 3
+		for k := range known {
+			if d := editDistance(name, k); d < bestDist || d == bestDist && u.DidYouMean != "" && k < u.DidYouMean {
+				u.DidYouMean, bestDist = k, d
+			}
+		}
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b UnknownVar) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

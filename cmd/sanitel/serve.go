@@ -67,6 +67,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting sanitel", "version", version, "config", *path, "settings", cfg)
+	for _, u := range config.UnknownEnv(os.Environ()) {
+		log.Warn("environment variable overrides no setting; ignored", "variable", u.Name, "did_you_mean", u.DidYouMean)
+	}
 	if err := service.CheckBroker(ctx, cfg, log.With("component", "mqtt")); err != nil {
 		return err
 	}
@@ -89,6 +92,9 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if err := service.Check(cfg); err != nil {
 		return err
+	}
+	for _, u := range config.UnknownEnv(os.Environ()) {
+		fmt.Fprintf(stderr, "warning: %s\n", u)
 	}
 	if err := cfg.WriteMasked(stdout); err != nil {
 		return err
