@@ -318,7 +318,7 @@ func Default() *Config {
 			MaxPayloadBytes: 64 * kiB,
 			AcceptWindow:    devices.DefaultAcceptWindow,
 			MaxFuture:       devices.DefaultMaxFuture,
-			ReferenceTempC:  25,
+			ReferenceTempC:  devices.DefaultRefTempC,
 		},
 		Alerting: Alerting{
 			StateDir: "data/alerting",

@@ -169,8 +169,12 @@ type DecoderOptions struct {
 	TopicRoot     string        // default "sanitation"
 	MaxPayload    int           // bytes; default 64 KiB
 	AcceptWindow  time.Duration // oldest accepted device time; default DefaultAcceptWindow
-	MaxFuture     time.Duration // newest accepted device time ahead of now; default DefaultMaxFuture
-	RefTempC      float64       // ppm → mg/m³ reference temperature; default 25 °C
+	// MaxFuture is how far ahead of now a device time may be; nil:
+	// DefaultMaxFuture. Zero accepts nothing ahead.
+	MaxFuture *time.Duration
+	// RefTempC is the ppm → mg/m³ reference temperature, °C; nil:
+	// DefaultRefTempC. Zero is 0 °C.
+	RefTempC *float64
 }
 
 // The contract's default limits on a reading's device time: up to
@@ -179,6 +183,10 @@ const (
 	DefaultAcceptWindow = 7 * 24 * time.Hour
 	DefaultMaxFuture    = 5 * time.Minute
 )
+
+// DefaultRefTempC is the contract's reference temperature for converting
+// ammonia and hydrogen sulfide from ppm to mg/m³.
+const DefaultRefTempC = 25.0
 
 // Limits on what one message may carry. A message whose object (the body,
 // or a ChirpStack uplink's object) has more than MaxFieldsPerMessage
@@ -196,9 +204,11 @@ const (
 // its memory between calls, so it is not safe for concurrent use: give
 // each goroutine its own.
 type Decoder struct {
-	opts     DecoderOptions
-	root     string // topic root followed by '/'
-	nh3, h2s float64
+	opts      DecoderOptions
+	root      string // topic root followed by '/'
+	maxFuture time.Duration
+	refTempC  float64
+	nh3, h2s  float64
 	scratch  []byte // unescaped JSON strings, reused from call to call
 }
 
@@ -216,17 +226,21 @@ func NewDecoder(opts DecoderOptions) (*Decoder, error) {
 	if opts.AcceptWindow <= 0 {
 		opts.AcceptWindow = DefaultAcceptWindow
 	}
-	if opts.MaxFuture <= 0 {
-		opts.MaxFuture = DefaultMaxFuture
+	d := &Decoder{opts: opts, root: strings.TrimSuffix(opts.TopicRoot, "/") + "/",
+		maxFuture: DefaultMaxFuture, refTempC: DefaultRefTempC}
+	if opts.MaxFuture != nil {
+		if *opts.MaxFuture < 0 {
+			return nil, fmt.Errorf("devices: max future %s is negative", *opts.MaxFuture)
+		}
+		d.maxFuture = *opts.MaxFuture
 	}
-	if opts.RefTempC == 0 {
-		opts.RefTempC = 25
+	if opts.RefTempC != nil {
+		d.refTempC = *opts.RefTempC
 	}
-	if !finite(opts.RefTempC) || opts.RefTempC <= -273.15 {
-		return nil, fmt.Errorf("devices: reference temperature %v °C is below absolute zero", opts.RefTempC)
+	if !finite(d.refTempC) || d.refTempC <= -273.15 {
+		return nil, fmt.Errorf("devices: reference temperature %v °C is below absolute zero", d.refTempC)
 	}
-	d := &Decoder{opts: opts, root: strings.TrimSuffix(opts.TopicRoot, "/") + "/"}
-	d.nh3, d.h2s = PpmFactors(opts.RefTempC)
+	d.nh3, d.h2s = PpmFactors(d.refTempC)
 	return d, nil
 }
 
@@ -534,8 +548,8 @@ func (d *Decoder) timestamp(v jsonValue, now time.Time) (int64, error) {
 		return 0, reject(ReasonBadTimestamp, "ts must be an RFC 3339 string or epoch milliseconds, got a %s", v.kind)
 	}
 	nowMS := now.UnixMilli()
-	if ms > nowMS+d.opts.MaxFuture.Milliseconds() {
-		return 0, reject(ReasonBadTimestamp, "ts %s is more than %s in the future", time.UnixMilli(ms).UTC().Format(time.RFC3339Nano), d.opts.MaxFuture)
+	if ms > nowMS+d.maxFuture.Milliseconds() {
+		return 0, reject(ReasonBadTimestamp, "ts %s is more than %s in the future", time.UnixMilli(ms).UTC().Format(time.RFC3339Nano), d.maxFuture)
 	}
 	if ms < nowMS-d.opts.AcceptWindow.Milliseconds() {
 		return 0, reject(ReasonBadTimestamp, "ts %s is older than the accept window of %s", time.UnixMilli(ms).UTC().Format(time.RFC3339Nano), d.opts.AcceptWindow)

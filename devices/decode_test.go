@@ -57,11 +57,16 @@ func TestDecoderOptions(t *testing.T) {
 		{"max payload exactly", DecoderOptions{Registry: reg, MaxPayload: 15}, "sanitation/bin/bin-001/telemetry", `{"fill_pct": 5}`,
 			"bin,device_id=bin-001,org_unit=区环卫所,site=解放路\\ 1号箱,street=解放街道 fill_pct=5 1795853100000\n"},
 		{"accept window", DecoderOptions{Registry: reg, AcceptWindow: time.Hour}, "sanitation/bin/bin-001/telemetry", `{"ts": "2026-11-28T07:04:59Z", "fill_pct": 5}`, "bad_timestamp"},
-		{"max future", DecoderOptions{Registry: reg, MaxFuture: time.Second}, "sanitation/bin/bin-001/telemetry", `{"ts": "2026-11-28T08:05:01.001Z", "fill_pct": 5}`, "bad_timestamp"},
-		{"max future exactly", DecoderOptions{Registry: reg, MaxFuture: time.Second}, "sanitation/bin/bin-001/telemetry", `{"ts": "2026-11-28T08:05:01Z", "fill_pct": 5}`,
+		{"max future", DecoderOptions{Registry: reg, MaxFuture: new(time.Second)}, "sanitation/bin/bin-001/telemetry", `{"ts": "2026-11-28T08:05:01.001Z", "fill_pct": 5}`, "bad_timestamp"},
+		{"max future exactly", DecoderOptions{Registry: reg, MaxFuture: new(time.Second)}, "sanitation/bin/bin-001/telemetry", `{"ts": "2026-11-28T08:05:01Z", "fill_pct": 5}`,
 			"bin,device_id=bin-001,org_unit=区环卫所,site=解放路\\ 1号箱,street=解放街道 fill_pct=5 1795853101000\n"},
+		{"max future zero", DecoderOptions{Registry: reg, MaxFuture: new(time.Duration(0))}, "sanitation/bin/bin-001/telemetry", `{"ts": "2026-11-28T08:05:00.001Z", "fill_pct": 5}`, "bad_timestamp"},
+		{"max future zero, now", DecoderOptions{Registry: reg, MaxFuture: new(time.Duration(0))}, "sanitation/bin/bin-001/telemetry", `{"ts": "2026-11-28T08:05:00Z", "fill_pct": 5}`,
+			"bin,device_id=bin-001,org_unit=区环卫所,site=解放路\\ 1号箱,street=解放街道 fill_pct=5 1795853100000\n"},
+		{"reference temperature 0 °C", DecoderOptions{Registry: reg, RefTempC: new(0.0)}, "sanitation/toilet/toilet-03/telemetry", `{"nh3_ppm": 10, "h2s_ppm": 1}`,
+			"toilet,device_id=toilet-03,org_unit=区环卫所,site=农贸市场,street=清波街道 nh3_mgm3=7.597013,h2s_mgm3=1.520494,nh3_ppm=10,h2s_ppm=1 1795853100000\n"},
 		// At 20 °C a ppm of NH3 weighs 0.696 × 298.15 / 293.15 mg/m³.
-		{"reference temperature", DecoderOptions{Registry: reg, RefTempC: 20}, "sanitation/toilet/toilet-03/telemetry", `{"nh3_ppm": 10, "h2s_ppm": 1}`,
+		{"reference temperature", DecoderOptions{Registry: reg, RefTempC: new(20.0)}, "sanitation/toilet/toilet-03/telemetry", `{"nh3_ppm": 10, "h2s_ppm": 1}`,
 			"toilet,device_id=toilet-03,org_unit=区环卫所,site=农贸市场,street=清波街道 nh3_mgm3=7.078711,h2s_mgm3=1.416759,nh3_ppm=10,h2s_ppm=1 1795853100000\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,7 +90,7 @@ func TestNewDecoder(t *testing.T) {
 		t.Error("a decoder without a registry or AcceptUnknown: no error")
 	}
 	for _, temp := range []float64{-273.15, -300, math.NaN(), math.Inf(1)} {
-		if _, err := NewDecoder(DecoderOptions{AcceptUnknown: true, RefTempC: temp}); err == nil {
+		if _, err := NewDecoder(DecoderOptions{AcceptUnknown: true, RefTempC: &temp}); err == nil {
 			t.Errorf("reference temperature %v: no error", temp)
 		}
 	}

@@ -46,7 +46,7 @@ func messageProblem(d *Decoder, m *Message, reg *Registry) string {
 	if !m.Kind.Valid() {
 		return fmt.Sprintf("kind %d", m.Kind)
 	}
-	if m.TS > now+d.opts.MaxFuture.Milliseconds() || m.TS < now-d.opts.AcceptWindow.Milliseconds() {
+	if m.TS > now+d.maxFuture.Milliseconds() || m.TS < now-d.opts.AcceptWindow.Milliseconds() {
 		return fmt.Sprintf("ts %d outside the accept window", m.TS)
 	}
 	switch m.Type {
@@ -65,7 +65,7 @@ func messageProblem(d *Decoder, m *Message, reg *Registry) string {
 			r, hasRange := m.Kind.Range(f)
 			switch {
 			case f == NH3Ppm || f == H2SPpm:
-				nh3, h2s := PpmFactors(d.opts.RefTempC)
+				nh3, h2s := PpmFactors(d.refTempC)
 				target, factor := NH3MgM3, nh3
 				if f == H2SPpm {
 					target, factor = H2SMgM3, h2s

@@ -126,8 +126,8 @@ func New(cfg *config.Config, opts Options) (s *Service, err error) {
 		TopicRoot:     cfg.MQTT.TopicRoot,
 		MaxPayload:    int(cfg.Devices.MaxPayloadBytes),
 		AcceptWindow:  cfg.Devices.AcceptWindow,
-		MaxFuture:     cfg.Devices.MaxFuture,
-		RefTempC:      cfg.Devices.ReferenceTempC,
+		MaxFuture:     &cfg.Devices.MaxFuture,
+		RefTempC:      &cfg.Devices.ReferenceTempC,
 	})
 	if err != nil {
 		return nil, err
