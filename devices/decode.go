@@ -558,25 +558,38 @@ func (d *Decoder) timestamp(v jsonValue, now time.Time) (int64, error) {
 }
 
 // parseRFC3339Millis parses an RFC 3339 time as time.Parse with
-// time.RFC3339Nano does and returns it in Unix milliseconds. The usual
-// form, 2006-01-02T15:04:05[.frac](Z|±07:00), is read without allocating;
-// anything else is left to time.Parse.
+// time.RFC3339Nano does, except that a lower-case t and z are accepted as
+// RFC 3339 (section 5.6) allows, and returns it in Unix milliseconds. The
+// usual form, 2006-01-02T15:04:05[.frac](Z|±07:00), is read without
+// allocating; anything else is left to time.Parse.
 func parseRFC3339Millis(s []byte) (int64, bool) {
 	if ms, ok := fastRFC3339Millis(s); ok {
 		return ms, true
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(s))
+	t, err := time.Parse(time.RFC3339Nano, upperTZ(string(s)))
 	if err != nil {
 		return 0, false
 	}
 	return t.UnixMilli(), true
 }
 
+// upperTZ upper-cases the date-time separator t and a final zone z, which
+// time.Parse takes only in upper case.
+func upperTZ(s string) string {
+	if len(s) > 10 && s[10] == 't' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if n := len(s); n > 0 && s[n-1] == 'z' {
+		s = s[:n-1] + "Z"
+	}
+	return s
+}
+
 // fastRFC3339Millis accepts what the standard library's own RFC 3339 fast
-// path (time.parseRFC3339) accepts.
+// path (time.parseRFC3339) accepts, and a lower-case t and z.
 func fastRFC3339Millis(s []byte) (int64, bool) {
 	if len(s) < len("2006-01-02T15:04:05Z") ||
-		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		s[4] != '-' || s[7] != '-' || s[10] != 'T' && s[10] != 't' || s[13] != ':' || s[16] != ':' {
 		return 0, false
 	}
 	// Each digit minus '0'; a byte above 9 (or wrapped around) is not a digit.
@@ -611,7 +624,7 @@ func fastRFC3339Millis(s []byte) (int64, bool) {
 	}
 	var offset int64
 	switch {
-	case len(s) == 1 && s[0] == 'Z':
+	case len(s) == 1 && (s[0] == 'Z' || s[0] == 'z'):
 	case len(s) == 6 && (s[0] == '+' || s[0] == '-') && s[3] == ':':
 		h1, h2, m1, m2 := s[1]-'0', s[2]-'0', s[4]-'0', s[5]-'0'
 		if h1 > 9 || h2 > 9 || m1 > 9 || m2 > 9 {
