@@ -402,7 +402,8 @@ func (d *Decoder) decodeNative(rest string, payload []byte, now time.Time, m *Me
 			}
 			continue
 		case "device_id":
-			if val.kind != jsonString || string(d.str(val)) != id {
+			// null is as good as absent.
+			if val.kind != jsonNull && (val.kind != jsonString || string(d.str(val)) != id) {
 				if !body.mismatch {
 					body.mismatch, body.badID = true, val
 				}
@@ -418,6 +419,8 @@ func (d *Decoder) decodeNative(rest string, payload []byte, now time.Time, m *Me
 			if body.detail.kind == jsonInvalid {
 				body.detail = val
 			}
+		case typ == Event && obj.n <= MaxFieldsPerMessage:
+			m.dropKey(ReasonUnknownField, name)
 		case ki != nil:
 			d.field(m, ki, name, val)
 		}
