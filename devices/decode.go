@@ -112,6 +112,9 @@ type Message struct {
 	Device   *Device // nil for an unknown device accepted by Options.AcceptUnknown
 	Kind     Kind
 	TS       int64 // device time, Unix milliseconds
+	// Received tells that the message carried no time, so TS is the time
+	// of receipt.
+	Received bool
 	Seq      int64
 	HasSeq   bool
 	Values   Values // telemetry
@@ -440,6 +443,7 @@ func (d *Decoder) decodeNative(rest string, payload []byte, now time.Time, m *Me
 		m.clearReading()
 		return reject(ReasonDeviceMismatch, "body device_id %s does not match topic device %q", d.describe(body.badID), id)
 	}
+	m.Received = body.ts.kind == jsonInvalid || body.ts.kind == jsonNull
 	if m.TS, err = d.timestamp(body.ts, now); err != nil {
 		m.clearReading()
 		return err
@@ -476,7 +480,7 @@ func (d *Decoder) identify(kindName, id string, m *Message) error {
 }
 
 func (d *Decoder) decodeStatus(kindName string, payload []byte, now time.Time, m *Message) error {
-	m.TS = now.UnixMilli()
+	m.TS, m.Received = now.UnixMilli(), true
 	if k, ok := ParseKind(kindName); ok {
 		m.Kind = k
 	}
@@ -958,6 +962,7 @@ func (d *Decoder) decodeChirpStack(topic string, payload []byte, now time.Time, 
 		m.DedupID = string(d.str(dedup))
 	}
 	var err error
+	m.Received = ts.kind == jsonInvalid || ts.kind == jsonNull
 	if m.TS, err = d.timestamp(ts, now); err != nil {
 		return err
 	}

@@ -127,7 +127,7 @@ func TestDecodeReusesMessage(t *testing.T) {
 	if err := d.Decode("sanitation/rural_toilet/rt-002/telemetry", []byte(`{"tank_level_pct": 1}`), testNow, &m); err != nil {
 		t.Fatal(err)
 	}
-	want := Message{Type: Telemetry, DeviceID: "rt-002", Kind: KindRuralToilet, TS: testNow.UnixMilli()}
+	want := Message{Type: Telemetry, DeviceID: "rt-002", Kind: KindRuralToilet, TS: testNow.UnixMilli(), Received: true}
 	want.Device, _ = testRegistry(t).Lookup("rt-002")
 	want.Values.Set(TankLevelPct, 1)
 	if !sameMessage(&m, &want) {

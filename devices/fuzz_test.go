@@ -94,7 +94,7 @@ func messageProblem(d *Decoder, m *Message, reg *Registry) string {
 		return fmt.Sprintf("spool record: %v", err)
 	}
 	want := *m
-	want.Drops, want.FirstDrop, want.DedupID = [numReasons]uint8{}, "", ""
+	want.Drops, want.FirstDrop, want.DedupID, want.Received = [numReasons]uint8{}, "", "", false
 	if !sameMessage(&back, &want) {
 		return fmt.Sprintf("spool record gives %+v", back)
 	}

@@ -150,7 +150,7 @@ func TestRecordRoundTripGolden(t *testing.T) {
 			continue
 		}
 		want := m
-		want.Drops, want.FirstDrop, want.DedupID = [numReasons]uint8{}, "", ""
+		want.Drops, want.FirstDrop, want.DedupID, want.Received = [numReasons]uint8{}, "", "", false
 		if !sameMessage(&got, &want) {
 			t.Errorf("%s:\n got  %+v\n want %+v", c.name, got, want)
 		}

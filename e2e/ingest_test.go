@@ -343,3 +343,45 @@ func TestDeviceStateSurvivesRestart(t *testing.T) {
 			before["bin-001"].Online, before["water-001"].Online)
 	}
 }
+
+// TestRetainedReadingWithoutTimeIsRejected: a reading the broker retained
+// comes again with every subscription. With a ts it is the same point each
+// time; without one its time is unknown, so it is rejected as
+// bad_timestamp instead of being stored anew at every start. A retained
+// publish while sanitel is subscribed arrives as a live message and lands.
+func TestRetainedReadingWithoutTimeIsRejected(t *testing.T) {
+	e := NewEnv(t, registryYAML)
+	pub := e.NewPublisher()
+	ts := time.Now().Add(-time.Minute).UnixMilli()
+	pub.PublishRetained(e.Root+"/bin/bin-001/telemetry", `{"fill_pct":12}`, true)
+	pub.PublishRetained(e.Root+"/water/water-001/telemetry", fmt.Sprintf(`{"ts":%d,"ph":7.1}`, ts), true)
+
+	s := e.StartSanitel(e.Config(e.Influx.URL, ""))
+	for start := 1; start <= 2; start++ {
+		Eventually(t, 20*time.Second, func() bool {
+			return s.Metric("sanitel_ingest_rejected_total", "reason", "bad_timestamp") == 1 &&
+				s.Metric("sanitel_points_written_total") >= 1
+		}, func() string { return fmt.Sprintf("start %d: the retained readings were not taken\n%s", start, tail(s.Log(), 3000)) })
+		if n := e.Influx.Count(t, e.DB, "bin"); n != 0 {
+			t.Errorf("start %d: %d bin points from a retained reading without ts, want 0", start, n)
+		}
+		if n := e.Influx.Count(t, e.DB, "water"); n != 1 {
+			t.Errorf("start %d: %d water points from a retained reading with ts, want 1", start, n)
+		}
+		if start == 1 {
+			s.Stop()
+			s.Restart()
+		}
+	}
+	var dead struct {
+		Items []struct{ Topic, Reason, Payload string }
+	}
+	if code := s.GetJSON("/api/v1/rejected?reason=bad_timestamp", &dead); code != 200 || len(dead.Items) != 1 ||
+		dead.Items[0].Topic != e.Root+"/bin/bin-001/telemetry" {
+		t.Errorf("dead letters: %d %+v, want the retained bin reading", code, dead.Items)
+	}
+
+	pub.PublishRetained(e.Root+"/bin/bin-001/telemetry", `{"fill_pct":13}`, true)
+	Eventually(t, 20*time.Second, func() bool { return e.Influx.Count(t, e.DB, "bin") == 1 },
+		func() string { return "a retained publish while subscribed did not land" })
+}

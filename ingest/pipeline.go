@@ -58,15 +58,26 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	return &Pipeline{opts: opts, dedup: newDedupSet(8192)}, nil
 }
 
-// Handle processes one delivery. ack acknowledges it to the broker; it is
-// called at once for a message that is rejected, a duplicate or a status,
-// and after the spool's group commit for an accepted reading. If the spool
-// cannot take the record, ack is not called: the broker redelivers it.
-// Handle returns an error only when the spool refused the record.
-func (p *Pipeline) Handle(ctx context.Context, topic string, payload []byte, ack func()) error {
+// Handle processes one delivery. retained is the delivery's retain flag: a
+// message the broker kept from before the subscription. ack acknowledges
+// it to the broker; it is called at once for a message that is rejected, a
+// duplicate or a status, and after the spool's group commit for an
+// accepted reading. If the spool cannot take the record, ack is not called:
+// the broker redelivers it. Handle returns an error only when the spool
+// refused the record.
+func (p *Pipeline) Handle(ctx context.Context, topic string, payload []byte, retained bool, ack func()) error {
 	m := &p.msg
 	now := p.opts.Now()
-	if err := p.opts.Decoder.Decode(topic, payload, now, m); err != nil {
+	err := p.opts.Decoder.Decode(topic, payload, now, m)
+	if err == nil && retained && m.Received && m.Type != devices.Status {
+		// A retained reading without ts comes again with every
+		// subscription, from a time it does not say: stored at each
+		// receipt it would be a new reading every restart, and make a
+		// silent device look alive.
+		err = &devices.Rejection{Reason: devices.ReasonBadTimestamp,
+			Detail: "a retained message without ts: its time is unknown (publish readings with a ts, or without the retain flag)"}
+	}
+	if err != nil {
 		var rej *devices.Rejection
 		reason, detail := "bad_json", err.Error()
 		if errors.As(err, &rej) {
@@ -100,7 +111,7 @@ func (p *Pipeline) Handle(ctx context.Context, topic string, payload []byte, ack
 	p.buf = devices.AppendRecord(p.buf[:0], m)
 	p.opts.Metrics.Inflight.Inc()
 	inflight := p.opts.Metrics.Inflight
-	err := p.opts.Spool.Append(ctx, p.buf, func(err error) {
+	err = p.opts.Spool.Append(ctx, p.buf, func(err error) {
 		inflight.Dec()
 		if err == nil {
 			ack()

@@ -51,7 +51,7 @@ func TestPipelineAcksOnlyDurableReadings(t *testing.T) {
 	acks := 0
 	ack := func() { acks++ }
 
-	if err := p.Handle(context.Background(), "sanitation/bin/bin-1/telemetry", []byte(`{"fill_pct":50}`), ack); err != nil {
+	if err := p.Handle(context.Background(), "sanitation/bin/bin-1/telemetry", []byte(`{"fill_pct":50}`), false, ack); err != nil {
 		t.Fatal(err)
 	}
 	if acks != 0 {
@@ -64,7 +64,7 @@ func TestPipelineAcksOnlyDurableReadings(t *testing.T) {
 	if acks != 0 {
 		t.Fatal("acknowledged a reading the spool failed to store")
 	}
-	p.Handle(context.Background(), "sanitation/bin/bin-1/telemetry", []byte(`{"fill_pct":51}`), ack)
+	p.Handle(context.Background(), "sanitation/bin/bin-1/telemetry", []byte(`{"fill_pct":51}`), false, ack)
 	app.dones[1](nil)
 	if acks != 1 {
 		t.Fatalf("acks = %d after a durable append, want 1", acks)
@@ -75,7 +75,7 @@ func TestPipelineAcksOnlyDurableReadings(t *testing.T) {
 
 	// A rejected message is acknowledged at once (the broker must not
 	// redeliver it forever) and kept as a dead letter.
-	p.Handle(context.Background(), "sanitation/bin/nobody/telemetry", []byte(`{"fill_pct":1}`), ack)
+	p.Handle(context.Background(), "sanitation/bin/nobody/telemetry", []byte(`{"fill_pct":1}`), false, ack)
 	if acks != 2 {
 		t.Fatalf("rejected message not acknowledged")
 	}
@@ -94,7 +94,7 @@ func TestPipelineSpoolRefusalIsNotAcknowledged(t *testing.T) {
 	app := &holdAppender{err: errors.New("spool: read-only file system")}
 	p, m, _, _ := newTestPipeline(t, app)
 	acked := false
-	err := p.Handle(context.Background(), "sanitation/bin/bin-1/telemetry", []byte(`{"fill_pct":50}`), func() { acked = true })
+	err := p.Handle(context.Background(), "sanitation/bin/bin-1/telemetry", []byte(`{"fill_pct":50}`), false, func() { acked = true })
 	if err == nil || acked {
 		t.Fatalf("err = %v, acked = %v; want the error and no ack", err, acked)
 	}
@@ -115,7 +115,7 @@ func TestPipelineSkipsRepeatedChirpStackUplinks(t *testing.T) {
 	up := []byte(`{"deduplicationId":"x1","deviceInfo":{"devEui":"0102030405060708"},"object":{"ph":7.1}}`)
 	acks := 0
 	for i := 0; i < 3; i++ {
-		p.Handle(context.Background(), "application/a/device/0102030405060708/event/up", up, func() { acks++ })
+		p.Handle(context.Background(), "application/a/device/0102030405060708/event/up", up, false, func() { acks++ })
 	}
 	if len(app.recs) != 1 || acks != 2 {
 		t.Fatalf("spooled %d, acked %d; want 1 spooled and the 2 repeats acknowledged", len(app.recs), acks)

@@ -160,7 +160,7 @@ func (s *Subscriber) onLost(_ mqtt.Client, err error) {
 
 func (s *Subscriber) handle(_ mqtt.Client, msg mqtt.Message) {
 	s.received.Add(1)
-	err := s.opts.Pipeline.Handle(s.ctx, msg.Topic(), msg.Payload(), msg.Ack)
+	err := s.opts.Pipeline.Handle(s.ctx, msg.Topic(), msg.Payload(), msg.Retained(), msg.Ack)
 	s.mu.Lock()
 	changed := (err == nil) != (s.err == nil)
 	s.err = err
