@@ -212,7 +212,7 @@ type Decoder struct {
 	maxFuture time.Duration
 	refTempC  float64
 	nh3, h2s  float64
-	scratch  []byte // unescaped JSON strings, reused from call to call
+	scratch   []byte // unescaped JSON strings, reused from call to call
 }
 
 // NewDecoder returns a decoder with the given options, defaults filled in.

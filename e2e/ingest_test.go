@@ -361,7 +361,9 @@ func TestRetainedReadingWithoutTimeIsRejected(t *testing.T) {
 		Eventually(t, 20*time.Second, func() bool {
 			return s.Metric("sanitel_ingest_rejected_total", "reason", "bad_timestamp") == 1 &&
 				s.Metric("sanitel_points_written_total") >= 1
-		}, func() string { return fmt.Sprintf("start %d: the retained readings were not taken\n%s", start, tail(s.Log(), 3000)) })
+		}, func() string {
+			return fmt.Sprintf("start %d: the retained readings were not taken\n%s", start, tail(s.Log(), 3000))
+		})
 		if n := e.Influx.Count(t, e.DB, "bin"); n != 0 {
 			t.Errorf("start %d: %d bin points from a retained reading without ts, want 0", start, n)
 		}
