@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -58,6 +59,9 @@ type Writer struct {
 	zbuf    bytes.Buffer
 	zw      *gzip.Writer
 	healthy bool
+	// failing is the last write error while writes fail, nil once one
+	// succeeds; Health reports it.
+	failing atomic.Pointer[error]
 }
 
 type span struct {
@@ -195,6 +199,7 @@ func (w *Writer) writeSpans(ctx context.Context, spans []span) error {
 			}
 			if !w.healthy {
 				w.healthy = true
+				w.failing.Store(nil)
 				w.opts.Logger.Info("writing to InfluxDB", "url", w.opts.URL, "bucket", w.opts.Bucket)
 			}
 			return nil
@@ -220,16 +225,17 @@ func (w *Writer) writeSpans(ctx context.Context, spans []span) error {
 			w.refuse(spans[0], err)
 			return nil
 		}
-		if w.healthy {
-			w.healthy = false
-		}
+		w.healthy = false
+		failed := fmt.Errorf("writes fail (%s): %w%s", class, err, writeHint(class, w.opts.Bucket))
+		w.failing.Store(&failed)
 		wait := backoff
 		if retryAfter > 0 {
 			wait = retryAfter
 		}
 		wait = min(wait, w.opts.MaxRetryInterval)
 		w.opts.Logger.Warn("InfluxDB write failed; keeping the batch in the spool and retrying",
-			"class", class, "err", err, "points", len(spans), "retry_in", wait.String())
+			"class", class, "err", err, "points", len(spans), "retry_in", wait.String(),
+			"hint", strings.TrimPrefix(writeHint(class, w.opts.Bucket), "; "))
 		jitter := time.Duration(rand.Int64N(int64(wait)/5 + 1))
 		select {
 		case <-ctx.Done():
@@ -290,21 +296,41 @@ func classify(err error) (class string, retryAfter time.Duration) {
 		return "throttled", retryAfter
 	case sc == http.StatusServiceUnavailable:
 		return "unavailable", retryAfter
-	case sc == http.StatusUnauthorized || sc == http.StatusForbidden || sc == http.StatusNotFound:
+	case sc == http.StatusUnauthorized || sc == http.StatusForbidden:
 		return "auth", retryAfter
+	case sc == http.StatusNotFound:
+		return "not_found", retryAfter
 	default:
 		return "server", retryAfter
 	}
 }
 
-// Ping checks that InfluxDB answers, for readiness.
-func (w *Writer) Ping(ctx context.Context) error {
+// writeHint says what to do about a class of write error that retrying
+// alone does not mend, prefixed with "; "; empty for the others.
+func writeHint(class, bucket string) string {
+	switch class {
+	case "auth":
+		return "; check influx.token (InfluxDB 1.8: user:password) and its rights on the bucket"
+	case "not_found":
+		db, _, _ := strings.Cut(bucket, "/")
+		return fmt.Sprintf("; create the bucket %q (InfluxDB 1.8: CREATE DATABASE %q), or check influx.org", bucket, db)
+	}
+	return ""
+}
+
+// Health checks, for readiness, that InfluxDB answers and that the last
+// write did not fail: a server can answer pings and still refuse every
+// write (a missing bucket, a wrong token).
+func (w *Writer) Health(ctx context.Context) error {
 	ok, err := w.client.Ping(ctx)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return errors.New("InfluxDB ping failed")
+	}
+	if f := w.failing.Load(); f != nil {
+		return *f
 	}
 	return nil
 }

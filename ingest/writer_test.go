@@ -250,3 +250,70 @@ func TestWriterCommitsOnlyAfterSuccess(t *testing.T) {
 		t.Errorf("lines = %d, want 5", len(fake.lines))
 	}
 }
+
+// TestWriterHealthReportsFailingWrites: InfluxDB answers pings but refuses
+// writes with 404 (the bucket is missing). Health says so, with what to
+// do, until a write succeeds; the error is counted as not_found.
+func TestWriterHealthReportsFailingWrites(t *testing.T) {
+	var missing sync.Mutex
+	bucketMissing := true
+	fake := &influxFake{answer: func(int, []string) (int, string) {
+		missing.Lock()
+		defer missing.Unlock()
+		if bucketMissing {
+			return 404, ""
+		}
+		return 204, ""
+	}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) })
+	mux.Handle("/", fake)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	rd := &fakeReader{recs: records(t, 5), done: make(chan struct{})}
+	done := rd.done
+	m := NewMetrics(nil)
+	w, err := NewWriter(WriterOptions{
+		URL: srv.URL, Token: "user:pass", Bucket: "db/autogen", BatchSize: 100, FlushInterval: 10 * time.Millisecond,
+		MaxRetryInterval: 20 * time.Millisecond, Reader: rd, Registry: testRegistry(t),
+		DeadLetters: NewDeadLetters(10), Metrics: m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := w.Health(ctx)
+		if err != nil && strings.Contains(err.Error(), `CREATE DATABASE "db"`) && strings.Contains(err.Error(), "not_found") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Health = %v, want the failing write with its hint", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	missing.Lock()
+	bucketMissing = false
+	missing.Unlock()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writer never committed after the bucket appeared")
+	}
+	if err := w.Health(ctx); err != nil {
+		t.Errorf("Health after a successful write: %v", err)
+	}
+	if got := testutil.ToFloat64(m.WriteErrors.WithLabelValues("not_found")); got < 1 {
+		t.Errorf("write errors{not_found} = %v, want ≥ 1", got)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}

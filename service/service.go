@@ -392,7 +392,7 @@ func (s *Service) openAPI() error {
 		{Name: "tickets", Fn: s.store.Ping},
 	}
 	if s.writer != nil {
-		checks = append(checks, api.Check{Name: "influxdb", Fn: s.writer.Ping, Degrades: true})
+		checks = append(checks, api.Check{Name: "influxdb", Fn: s.writer.Health, Degrades: true})
 	}
 	var err error
 	s.api, err = api.New(api.Options{
