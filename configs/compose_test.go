@@ -274,3 +274,45 @@ func TestShippedConfigLoads(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIExampleConfigLoads checks the config of the README's HTTP API
+// walkthrough with token files made as the README shows.
+func TestAPIExampleConfigLoads(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"api-example.yaml", "devices.yaml"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"office", "roads", "ops", "depot"} {
+		if err := os.WriteFile(filepath.Join(dir, "secrets", n), []byte("token-of-"+n+"-0123456789\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(filepath.Join(dir, "api-example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.ValidateServe(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.HTTP.Tokens) != 4 || cfg.HTTP.Tokens[0].Token != "token-of-office-0123456789" {
+		t.Errorf("tokens: %d, first %q", len(cfg.HTTP.Tokens), cfg.HTTP.Tokens[0].Token)
+	}
+	reg, err := devices.LoadRegistry(cfg.Devices.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"bin-000001", "toilet-000001"} {
+		if _, ok := reg.Lookup(id); !ok {
+			t.Errorf("the walkthrough's %s is not in %s", id, cfg.Devices.Registry)
+		}
+	}
+}
