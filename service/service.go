@@ -238,7 +238,7 @@ func (s *Service) openTickets() error {
 	openCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.store, err = tickets.Open(openCtx, cfg.Tickets.DSN); err != nil {
-		return fmt.Errorf("open ticket store %s: %w", cfg.Masked().Tickets.DSN, err)
+		return fmt.Errorf("tickets.dsn %s: %w", cfg.Masked().Tickets.DSN, err)
 	}
 	s.closers = append(s.closers, func() { s.store.Close() })
 	var hooks []tickets.Webhook

@@ -34,8 +34,8 @@ func TestNewFailsCleanly(t *testing.T) {
 		s.close()
 		t.Fatal("New with a file that is not a database as the ticket store: no error")
 	}
-	if !strings.Contains(err.Error(), "ticket store") {
-		t.Errorf("error %q does not name the ticket store", err)
+	if !strings.Contains(err.Error(), "tickets.dsn") {
+		t.Errorf("error %q does not name tickets.dsn", err)
 	}
 	// The spool was closed: it opens again.
 	cfg.Tickets.DSN = filepath.Join(dir, "tickets-ok.db")

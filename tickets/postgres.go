@@ -3,9 +3,11 @@ package tickets
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 )
 
@@ -36,7 +38,25 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQLStore, error) {
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open ticket store: cannot reach PostgreSQL (is it running, and are the host, port, user and password in tickets.dsn right?): %w", err)
+		return nil, fmt.Errorf("open ticket store: %s: %w", pgConnectHint(err), err)
 	}
 	return newSQLStore(ctx, db, postgres)
+}
+
+// pgConnectHint says what to check when connecting fails: the server
+// answered and refused (by SQLSTATE), or it did not answer.
+func pgConnectHint(err error) string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return "cannot reach PostgreSQL (is it running, and are the host and port in tickets.dsn right?)"
+	}
+	switch pe.Code {
+	case "3D000": // invalid_catalog_name
+		return "the database does not exist (create it: CREATE DATABASE …; sanitel makes its tables, not the database)"
+	case "28P01", "28000": // invalid_password, invalid_authorization_specification
+		return "PostgreSQL refused the login (check the user and password in tickets.dsn, and pg_hba.conf)"
+	case "42501": // insufficient_privilege
+		return "the user may not connect or create tables (grant CONNECT and CREATE)"
+	}
+	return "PostgreSQL refused the connection"
 }
