@@ -8,6 +8,8 @@ import (
 	"github.com/sanitel/sanitel/devices"
 	"github.com/sanitel/sanitel/ingest"
 	"github.com/sanitel/sanitel/tickets"
+
+	"github.com/sanitel/sanitel/internal/duration"
 )
 
 // deviceSource answers the API's device questions from the registry, the
@@ -52,7 +54,7 @@ func (d deviceSource) status(dev *devices.Device, now time.Time, open map[string
 		LastReading: map[string]float64{}, OpenTickets: open[dev.ID],
 	}
 	if dev.ReportInterval > 0 {
-		ds.ReportInterval = dev.ReportInterval.String()
+		ds.ReportInterval = duration.Format(dev.ReportInterval) // as a registry spells it: "10m"
 	}
 	st, ok := d.s.tracker.Get(dev.ID)
 	if !ok {

@@ -251,7 +251,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	sum.Errors = int(p.counts.errors.Load())
 	sum.Statuses = statuses
 	sum.StatusErrors = int(p.counts.statusErrors.Load())
-	log.Info("simulation finished", "summary", sum.String())
+	log.Debug("simulation finished", "summary", sum.String())
 	return sum, nil
 }
 
