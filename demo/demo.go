@@ -47,6 +47,31 @@ type Options struct {
 	Logger *slog.Logger
 	// Terminal makes the simulator's progress one rewritten line.
 	Terminal bool
+	// Keep continues the previous run's tickets, alert state and spool in
+	// Dir; by default a run starts afresh (what it leaves stays after it
+	// stops, for sanitel report).
+	Keep bool
+}
+
+// runFiles are what a demo run leaves in its directory.
+var runFiles = []string{"spool", "alerting", "tickets.db", "tickets.db-wal", "tickets.db-shm", "devices.csv", "sanitel.yaml"}
+
+// clearPrevious removes what an earlier run left in dir, and nothing else:
+// dir may be a directory the user keeps other things in. It reports
+// whether there was anything.
+func clearPrevious(dir string) (bool, error) {
+	found := false
+	for _, name := range runFiles {
+		p := filepath.Join(dir, name)
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		found = true
+		if err := os.RemoveAll(p); err != nil {
+			return found, fmt.Errorf("clear the previous demo run: %w", err)
+		}
+	}
+	return found, nil
 }
 
 func (o *Options) defaults() {
@@ -126,6 +151,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if abs, err := filepath.Abs(opts.Dir); err == nil {
 		opts.Dir = abs
+	}
+	if !opts.Keep {
+		if cleared, err := clearPrevious(opts.Dir); err != nil {
+			return err
+		} else if cleared {
+			log.Info("previous demo run cleared; --keep continues it instead", "dir", opts.Dir)
+		}
 	}
 	fl, err := simulator.ParseFaults(opts.Faults)
 	if err != nil {

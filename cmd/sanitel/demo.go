@@ -17,7 +17,9 @@ turning what they see into supervision tickets (督办单) in SQLite, and the
 HTTP API. The simulated day is replayed fast (--speed), then the district
 runs in real time. Tickets appear within a minute.
 
-Files go to --dir and are kept between runs. With --influx-url the readings
+Files go to --dir. Each run starts afresh (--keep continues the previous
+run's tickets instead); what a run leaves stays after it stops, for
+'sanitel report --config DIR/sanitel.yaml'. With --influx-url the readings
 are written to InfluxDB as well (InfluxDB 1.8+ or 2.x).
 
 Examples:
@@ -40,6 +42,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.Influx.Token, "influx-token", "", "InfluxDB `token` (1.8: user:password)")
 	fs.StringVar(&o.Influx.Org, "influx-org", "", "InfluxDB `org` (2.x)")
 	fs.StringVar(&o.Influx.Bucket, "influx-bucket", "sanitation", "InfluxDB `bucket` (1.8: db/retention-policy)")
+	fs.BoolVar(&o.Keep, "keep", false, "continue the previous run's tickets, alert state and spool in --dir")
 	logLevel := fs.String("log-level", "warn", "service log `level`: debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
 		return err
