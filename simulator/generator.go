@@ -662,7 +662,9 @@ var profileNames = [devices.KindWater + 1]string{
 // EUI in deviceInfo (a mis-provisioned device).
 func (g *Generator) appendUplink(b []byte, i int32, s *devState, tsMs int64, wrongEUI bool) []byte {
 	d := s.dev
-	h := hash(s.key, uint64(s.fcnt), 0x7570) // "up"
+	// deduplicationId is unique per uplink, as ChirpStack's are: with the
+	// time in it, a second run of the same seed is not taken for repeats.
+	h := hash(s.key, uint64(s.fcnt), uint64(tsMs), 0x7570) // "up"
 	b = append(b, `{"deduplicationId":"`...)
 	b = appendUUID(b, h, mix64(h))
 	b = append(b, `","time":"`...)

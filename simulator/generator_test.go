@@ -842,3 +842,42 @@ func TestPayloadEncoding(t *testing.T) {
 		t.Errorf("uuid %s", u)
 	}
 }
+
+// TestDedupIDsDifferAcrossRuns: a second run of the same seed (a later
+// start) sends ChirpStack uplinks with new deduplicationIds, as ChirpStack
+// does, so that sanitel does not skip them as repeats; within one stream
+// they are unique too.
+func TestDedupIDsDifferAcrossRuns(t *testing.T) {
+	ids := func(start time.Time) map[string]bool {
+		g := newTestGenerator(t, Options{Generate: 200, Seed: 5, Faults: Faults{FaultChirpStack: 0.5}, Start: start})
+		dec, err := devices.NewDecoder(devices.DecoderOptions{Registry: g.Registry(), AcceptWindow: 365 * 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		var m devices.Message
+		for range 5000 {
+			msg, _ := g.Next()
+			if !strings.HasPrefix(msg.Topic, "application/") || msg.Fault == FaultDuplicate {
+				continue
+			}
+			if err := dec.Decode(msg.Topic, msg.Payload, msg.SimTime.Add(time.Second), &m); err != nil {
+				t.Fatalf("%v: %s", err, msg.Payload)
+			}
+			if out[m.DedupID] {
+				t.Fatalf("deduplicationId %s twice in one stream", m.DedupID)
+			}
+			out[m.DedupID] = true
+		}
+		return out
+	}
+	first, second := ids(testStart), ids(testStart.Add(time.Hour))
+	if len(first) < 100 {
+		t.Fatalf("only %d uplinks", len(first))
+	}
+	for id := range second {
+		if first[id] {
+			t.Fatalf("deduplicationId %s in both runs", id)
+		}
+	}
+}

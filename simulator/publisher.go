@@ -260,9 +260,9 @@ func checkRunOptions(o *Options) error {
 	case o.Broker == "":
 		return errors.New("simulator: no broker")
 	case o.Speed < 0 || math.IsNaN(o.Speed) || math.IsInf(o.Speed, 0):
-		return fmt.Errorf("simulator: speed must be > 0, got %v", o.Speed)
+		return fmt.Errorf("simulator: speed must be a number ≥ 0 (0: not paced by time), got %v", o.Speed)
 	case o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0):
-		return fmt.Errorf("simulator: rate must be > 0, got %v", o.Rate)
+		return fmt.Errorf("simulator: rate must be a number ≥ 0 (0: as fast as the broker acknowledges), got %v", o.Rate)
 	case o.Duration < 0:
 		return fmt.Errorf("simulator: duration must not be negative, got %s", o.Duration)
 	case o.Connections < 0:
@@ -362,6 +362,9 @@ func (p *publisher) stream(ctx context.Context, start time.Time) Summary {
 			wall = time.Now()
 		}
 		if !deadline.IsZero() && (release.After(deadline) || !wall.Before(deadline)) {
+			// Nothing more falls due within Duration: the run still lasts
+			// it, as a device fleet that is quiet for a while would.
+			sleepUntil(ctx, timer, deadline)
 			break
 		}
 		if release.After(wall) {
@@ -373,6 +376,7 @@ func (p *publisher) stream(ctx context.Context, start time.Time) Summary {
 		if lim != nil {
 			at := lim.take(time.Now())
 			if !deadline.IsZero() && at.After(deadline) {
+				sleepUntil(ctx, timer, deadline)
 				break
 			}
 			if !sleepUntil(ctx, timer, at) {

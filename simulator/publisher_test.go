@@ -252,6 +252,22 @@ func tsOf(p []byte) time.Time {
 	return time.UnixMilli(ms)
 }
 
+// TestRunLastsItsDuration: a quiet fleet (a report every ten minutes or
+// so from 20 devices, in real time) still runs for the whole Duration
+// instead of stopping when nothing more falls due before it.
+func TestRunLastsItsDuration(t *testing.T) {
+	b := startMosquitto(t)
+	began := time.Now()
+	sum, err := Run(context.Background(), Options{Broker: b.url, Generate: 20, Seed: 3, ClientID: "sim-quiet",
+		Speed: 1, Duration: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(began); took < 1500*time.Millisecond {
+		t.Errorf("a 1.5 s run stopped after %s (%s)", took, sum)
+	}
+}
+
 func TestRunStopsOnCancel(t *testing.T) {
 	b := startMosquitto(t)
 	goroutines := runtime.NumGoroutine()

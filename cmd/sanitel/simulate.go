@@ -45,17 +45,20 @@ func runSimulate(ctx context.Context, args []string, _, stderr io.Writer) error 
 	regOut := fs.String("registry-out", "", "write the simulated registry to `FILE` (.csv or .yaml)")
 	rate := fs.Float64("rate", 0, "at most `MSG/S` messages per second (0: as fast as the broker acknowledges)")
 	duration := fs.Duration("duration", 0, "stop after this wall-clock `time` (0: until the stream ends)")
-	count := fs.Int("count", 0, "stop after `N` messages (0: no limit)")
+	count := fs.Int("count", 0, "stop after `N` readings and events (0: no limit; the retained statuses come on top)")
 	speed := fs.Float64("speed", 0, "simulated seconds per real second, e.g. 60 (0: not paced by time)")
-	seed := fs.Int64("seed", 1, "random `seed`: the same seed gives the same stream")
+	seed := fs.Int64("seed", 1, "random `seed`: the same seed gives the same devices, publishing styles and fault draws")
 	faults := fs.String("faults", "none", "faults to inject: `LIST` of name[=rate], all or none")
 	qos := fs.Int("qos", 1, "MQTT `QoS` of telemetry and events (0, 1 or 2)")
-	conns := fs.Int("connections", simulator.DefaultConnections, "MQTT `connections` to spread the devices over")
+	conns := fs.Int("connections", simulator.DefaultConnections, "`N` MQTT connections to spread the devices over")
 	inflight := fs.Int("inflight", simulator.DefaultInFlight, "unacknowledged publishes per connection")
 	clientID := fs.String("client-id", simulator.DefaultClientID, "client id `prefix`; two simulators on one broker need different ones")
 	quiet := fs.Bool("quiet", false, "no progress line")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *n < 0 {
+		return fmt.Errorf("--devices must not be negative, got %d", *n)
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -68,7 +71,7 @@ func runSimulate(ctx context.Context, args []string, _, stderr io.Writer) error 
 	}
 	fl, err := simulator.ParseFaults(*faults)
 	if err != nil {
-		return fmt.Errorf("--faults: %w", err)
+		return fmt.Errorf("--%s", err) // "--faults: …"
 	}
 	tlsConf, err := service.MQTTTLS(cfg)
 	if err != nil {
