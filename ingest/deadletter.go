@@ -5,9 +5,15 @@
 package ingest
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sanitel/sanitel/internal/atomicfile"
 )
 
 // MaxDeadLetterPayload is how much of a rejected payload is kept.
@@ -24,13 +30,15 @@ type DeadLetter struct {
 }
 
 // DeadLetters is a bounded in-memory store of the most recent rejections.
-// The oldest entry is dropped when it is full. Safe for concurrent use.
+// The oldest entry is dropped when it is full. SaveFile and LoadFile keep
+// it across restarts. Safe for concurrent use.
 type DeadLetters struct {
 	mu    sync.Mutex
 	ring  []DeadLetter
 	next  int
 	full  bool
 	total uint64
+	saved uint64 // total at the last SaveFile
 }
 
 // NewDeadLetters returns a store keeping the last n dead letters (default 1000).
@@ -58,15 +66,19 @@ func (d *DeadLetters) Add(at time.Time, topic, reason, detail string, payload []
 	if len(topic) > 512 {
 		topic = topic[:512]
 	}
-	dl := DeadLetter{At: at.UTC(), Topic: toValidUTF8(topic), Reason: reason, Detail: detail, Payload: p}
 	d.mu.Lock()
+	d.put(DeadLetter{At: at.UTC(), Topic: toValidUTF8(topic), Reason: reason, Detail: detail, Payload: p})
+	d.total++
+	d.mu.Unlock()
+}
+
+// put stores dl as the newest entry. d.mu is held.
+func (d *DeadLetters) put(dl DeadLetter) {
 	d.ring[d.next] = dl
 	d.next++
 	if d.next == len(d.ring) {
 		d.next, d.full = 0, true
 	}
-	d.total++
-	d.mu.Unlock()
 }
 
 func toValidUTF8(s string) string {
@@ -90,6 +102,11 @@ func toValidUTF8(s string) string {
 func (d *DeadLetters) List() []DeadLetter {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.list()
+}
+
+// list is List with d.mu held.
+func (d *DeadLetters) list() []DeadLetter {
 	n := d.next
 	if d.full {
 		n = len(d.ring)
@@ -106,4 +123,58 @@ func (d *DeadLetters) Total() uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.total
+}
+
+const deadLettersVersion = 1
+
+type savedDeadLetters struct {
+	Version int          `json:"version"`
+	Total   uint64       `json:"total"`
+	Items   []DeadLetter `json:"items"` // newest first
+}
+
+// SaveFile writes the dead letters to path (atomically), unless nothing was
+// added since the last save.
+func (d *DeadLetters) SaveFile(path string) error {
+	d.mu.Lock()
+	if d.total == d.saved {
+		d.mu.Unlock()
+		return nil
+	}
+	out := savedDeadLetters{Version: deadLettersVersion, Total: d.total, Items: d.list()}
+	d.mu.Unlock()
+	if err := atomicfile.Write(path, func(w io.Writer) error { return json.NewEncoder(w).Encode(out) }); err != nil {
+		return fmt.Errorf("save dead letters %s: %w", path, err)
+	}
+	d.mu.Lock()
+	d.saved = max(d.saved, out.Total)
+	d.mu.Unlock()
+	return nil
+}
+
+// LoadFile restores what SaveFile wrote, before anything is added: the
+// newest entries up to the store's size. A missing file is an error that
+// matches os.ErrNotExist (a first start).
+func (d *DeadLetters) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var in savedDeadLetters
+	if err := json.NewDecoder(f).Decode(&in); err != nil {
+		return fmt.Errorf("dead letters %s: %w", path, err)
+	}
+	if in.Version != deadLettersVersion {
+		return fmt.Errorf("dead letters %s: version %d, want %d", path, in.Version, deadLettersVersion)
+	}
+	items := in.Items[:min(len(in.Items), len(d.ring))]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(items) - 1; i >= 0; i-- {
+		d.put(items[i])
+	}
+	d.total = max(in.Total, uint64(len(items)))
+	d.saved = d.total
+	return nil
 }

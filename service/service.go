@@ -65,26 +65,27 @@ type Service struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	registry    *devices.Registry
-	spool       *spool.Spool
-	deadLetters *ingest.DeadLetters
-	tracker     *ingest.Tracker
-	metrics     *ingest.Metrics
-	subscriber  *ingest.Subscriber
-	writer      *ingest.Writer
-	feed        *ingest.AlertFeed
-	engine      *alerting.Engine
-	evaluated   *watermark
-	store       tickets.Store
-	tickets     *tickets.Service
-	notifier    *tickets.WebhookNotifier
-	readers     []*spool.Reader
-	api         *api.Server
-	httpSrv     *http.Server
-	listener    net.Listener
-	statePath   string
-	trackerPath string // the devices' last readings and statuses
-	closers     []func()
+	registry        *devices.Registry
+	spool           *spool.Spool
+	deadLetters     *ingest.DeadLetters
+	tracker         *ingest.Tracker
+	metrics         *ingest.Metrics
+	subscriber      *ingest.Subscriber
+	writer          *ingest.Writer
+	feed            *ingest.AlertFeed
+	engine          *alerting.Engine
+	evaluated       *watermark
+	store           tickets.Store
+	tickets         *tickets.Service
+	notifier        *tickets.WebhookNotifier
+	readers         []*spool.Reader
+	api             *api.Server
+	httpSrv         *http.Server
+	listener        net.Listener
+	statePath       string
+	trackerPath     string // the devices' last readings and statuses
+	deadLettersPath string
+	closers         []func()
 }
 
 // New opens everything the config names. Nothing runs until Run.
@@ -292,10 +293,16 @@ func (s *Service) openTracker() error {
 		s.log.Warn("ignoring the saved device states; devices show as silent until they report",
 			"path", s.trackerPath, "err", err)
 	}
+	s.deadLettersPath = filepath.Join(dir, "rejected.json")
+	if err := s.deadLetters.LoadFile(s.deadLettersPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("ignoring the saved dead letters; /api/v1/rejected starts empty",
+			"path", s.deadLettersPath, "err", err)
+	}
 	return nil
 }
 
-// saveTracker saves the devices' states every trackerSaveEvery until ctx ends.
+// saveTracker saves the devices' states and the dead letters every
+// trackerSaveEvery until ctx ends.
 func (s *Service) saveTracker(ctx context.Context) error {
 	t := time.NewTicker(trackerSaveEvery)
 	defer t.Stop()
@@ -304,10 +311,19 @@ func (s *Service) saveTracker(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := s.tracker.SaveFile(s.trackerPath); err != nil {
-				s.log.Error("saving device states failed; will retry", "err", err)
-			}
+			s.saveState()
 		}
+	}
+}
+
+// saveState saves what the API shows of past input: the devices' states
+// and the dead letters.
+func (s *Service) saveState() {
+	if err := s.tracker.SaveFile(s.trackerPath); err != nil {
+		s.log.Error("saving device states failed; will retry", "err", err)
+	}
+	if err := s.deadLetters.SaveFile(s.deadLettersPath); err != nil {
+		s.log.Error("saving dead letters failed; will retry", "err", err)
 	}
 }
 
@@ -517,9 +533,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.drain(shutCtx)
 	cancelRun()
 	wg.Wait()
-	if err := s.tracker.SaveFile(s.trackerPath); err != nil {
-		s.log.Error("saving device states failed", "err", err)
-	}
+	s.saveState()
 	s.close()
 	s.log.Info("stopped")
 	return runErr
