@@ -633,7 +633,7 @@ func (e *Engine) alert(idx uint32, r *compiled, sev Severity, inf *firing, resol
 	case r.Type == TypeNoData && !resolve:
 		timeout := time.Duration(inf.thr * float64(time.Second))
 		fmt.Fprintf(&b, "no reading for %s", duration.Format(timeout))
-		if dev != nil && dev.ReportInterval > 0 {
+		if r.Intervals > 0 && dev != nil && dev.ReportInterval > 0 {
 			fmt.Fprintf(&b, " (%d × report_interval %s)", r.Intervals, duration.Format(dev.ReportInterval))
 		}
 		if inf.silentSince > 0 {
@@ -746,7 +746,7 @@ func (e *Engine) id(idx uint32) string {
 
 // timeoutMs is how long device d may stay silent under no_data rule r.
 func (e *Engine) timeoutMs(r *compiled, d *devices.Device) int64 {
-	if d != nil && d.ReportInterval > 0 {
+	if r.Intervals > 0 && d != nil && d.ReportInterval > 0 {
 		return int64(r.Intervals) * d.ReportInterval.Milliseconds()
 	}
 	if r.DefaultAfter > 0 {

@@ -409,6 +409,44 @@ rules:
 	}
 }
 
+// TestNoDataPlainDuration: a no_data rule with default_after and no
+// intervals fires after that duration for every device, whatever its
+// report interval.
+func TestNoDataPlainDuration(t *testing.T) {
+	rules, err := ParseRules([]byte(`
+include_defaults: false
+rules:
+  - name: quiet
+    type: no_data
+    kind: bin
+    default_after: 45m
+    severity: warning
+    title: 久未上报
+    requirement: 检查
+    deadline: 24h
+`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &recSink{}
+	e, err := New(Options{Rules: rules, Registry: testRegistry(t), Sink: sink, Clock: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e.Tick(ctx, t0.Add(45*time.Minute)) // bin-1 reports every 10m: 3 × 10m would have fired
+	if got := sink.take(); len(got) != 0 {
+		t.Fatalf("calls %v", got)
+	}
+	e.Tick(ctx, t0.Add(45*time.Minute+time.Millisecond))
+	got := sink.take()
+	if len(got) != 3 || !slices.ContainsFunc(got, func(c string) bool {
+		return strings.HasPrefix(c, "fire quiet bin-1 warning fired=45m0s | no reading for 45m since sanitel started")
+	}) {
+		t.Fatalf("calls:\n%s", strings.Join(got, "\n"))
+	}
+}
+
 // TestNoDataGapInBacklog: a silence found between two readings of a
 // backlog fires and resolves, as Tick would have live.
 func TestNoDataGapInBacklog(t *testing.T) {

@@ -207,8 +207,9 @@ type Rule struct {
 
 	// Intervals, DefaultAfter and Severity are for TypeNoData rules: the
 	// rule fires when a device has sent nothing for Intervals × its report
-	// interval, or DefaultAfter when it has none (0: the engine's
-	// Options.DefaultOfflineAfter).
+	// interval, or DefaultAfter when it has none or Intervals is 0 (a plain
+	// duration for every device); with neither, the engine's
+	// Options.DefaultOfflineAfter.
 	Intervals    int
 	DefaultAfter time.Duration
 	Severity     Severity
@@ -291,11 +292,13 @@ func (r *Rule) validate() []ruleError {
 		if r.For != 0 || r.ClearFor != 0 {
 			bad("for", "only for threshold rules (a no_data rule fires after intervals × report_interval and clears on the next reading)")
 		}
-		if r.Intervals < 1 {
-			bad("intervals", "must be at least 1, got %d", r.Intervals)
-		}
-		if r.DefaultAfter < 0 {
+		switch {
+		case r.Intervals < 0:
+			bad("intervals", "must not be negative, got %d", r.Intervals)
+		case r.DefaultAfter < 0:
 			bad("default_after", "must not be negative, got %s", duration.Format(r.DefaultAfter))
+		case r.Intervals == 0 && r.DefaultAfter == 0:
+			bad("intervals", "give intervals (silent for that many report intervals), default_after (silent for a duration), or both")
 		}
 		if r.Severity != SeverityWarning && r.Severity != SeverityCritical {
 			bad("severity", "must be warning or critical")

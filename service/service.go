@@ -333,6 +333,11 @@ func (s *Service) openAlerting() error {
 	if err != nil {
 		return err
 	}
+	rulesFrom := cfg.Alerting.Rules
+	if rulesFrom == "" {
+		rulesFrom = "the shipped defaults"
+	}
+	s.log.Info("alert rules loaded; edits take effect at the next start", "rules", rulesFrom, "count", len(rules))
 	if s.engine, err = alerting.New(alerting.Options{
 		Rules: rules, Registry: s.registry, Sink: ticketSink{s.tickets},
 		Clock: s.opts.AlertClock, Logger: s.log.With("component", "alerting"), Registerer: s.reg,
