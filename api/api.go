@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -220,6 +221,15 @@ func (s *Server) routes() {
 // answers are turned into JSON errors.
 func (s *Server) Handler() http.Handler {
 	return s.accessLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		// A query Go cannot parse whole (a ';', too many parameters) would
+		// otherwise reach the handlers as no filters at all.
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad query string: " + err.Error()})
+			return
+		}
 		if _, pattern := s.mux.Handler(r); pattern == "" {
 			w = &jsonErrors{ResponseWriter: w}
 		}

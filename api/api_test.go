@@ -701,3 +701,27 @@ func TestRejectedPagesSameInstant(t *testing.T) {
 		t.Errorf("pages = %q, want abcde", got)
 	}
 }
+
+// TestMalformedQueriesAreRefused: a query Go cannot parse whole, or a
+// filter with too many values, is a 400, never an answer without the
+// filters; answers are not cached or sniffed.
+func TestMalformedQueriesAreRefused(t *testing.T) {
+	e := newEnv(t)
+	e.raise("bin-0001", "区环卫所")
+	many := strings.Repeat("open,", tickets.MaxFilterValues) + "open"
+	for _, c := range []struct{ path, msg string }{
+		{"/api/v1/tickets?status=closed;", "bad query string"},
+		{"/api/v1/tickets.csv?status=closed;x=1", "bad query string"},
+		{"/api/v1/tickets?status=" + many, "status: at most 100 values"},
+		{"/api/v1/tickets.csv?status=" + many, "status: at most 100 values"},
+	} {
+		r := e.call("GET", c.path, officeToken, "")
+		if msg := r.errMsg(t); r.code != 400 || !strings.Contains(msg, c.msg) {
+			t.Errorf("%.60s: %d %q, want 400 %s", c.path, r.code, msg, c.msg)
+		}
+	}
+	r := e.call("GET", "/api/v1/tickets?status=open", officeToken, "")
+	if r.code != 200 || r.header.Get("X-Content-Type-Options") != "nosniff" || r.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("list: %d, headers %v", r.code, r.header)
+	}
+}

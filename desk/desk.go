@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/sanitel/sanitel/api"
@@ -146,9 +147,18 @@ func (d *Desk) routes() {
 	m.HandleFunc("/desk/", func(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, nil, http.StatusNotFound, "error.notfound", "")
 	})
+	// A query Go cannot parse whole (a ';', too many parameters) would
+	// otherwise reach the pages as no filters at all.
+	checked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			d.fail(w, r, nil, http.StatusBadRequest, "error.invalid", err.Error())
+			return
+		}
+		m.ServeHTTP(w, r)
+	})
 	// Cross-origin POSTs are refused before a handler runs; the session's
 	// CSRF token then guards every form as a second line.
-	d.handler = securityHeaders(d.rememberLanguage(http.NewCrossOriginProtection().Handler(m)))
+	d.handler = securityHeaders(d.rememberLanguage(http.NewCrossOriginProtection().Handler(checked)))
 }
 
 // Handler serves the desk; mount it at Prefix.

@@ -378,8 +378,20 @@ func (s *Service) List(ctx context.Context, f Filter) (items []Ticket, total int
 	return items, total, next, nil
 }
 
+// MaxFilterValues bounds the values of one filter: each is an SQL
+// parameter, and a few thousand of them cost seconds.
+const MaxFilterValues = 100
+
 // Validate checks the values of f; errors are *ValidationError.
 func (f Filter) Validate() error {
+	for name, vs := range map[string][]string{
+		"status": f.Status, "street": f.Street, "village": f.Village, "org_unit": f.OrgUnit,
+		"rule": f.Rule, "severity": f.Severity, "device_id": f.DeviceID, "source": f.Source,
+	} {
+		if len(vs) > MaxFilterValues {
+			return invalid(name, "at most %d values, got %d", MaxFilterValues, len(vs))
+		}
+	}
 	for _, v := range f.Status {
 		if !Status(v).Valid() {
 			return invalid("status", "unknown status %q", v)
