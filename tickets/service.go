@@ -219,6 +219,9 @@ func (s *Service) Transition(ctx context.Context, id int64, action, by, note str
 	if err := checkText("by", by, 100); err != nil {
 		return Ticket{}, err
 	}
+	if actor.Role != roleSystem && strings.EqualFold(strings.TrimSpace(by), systemActor.Name) {
+		return Ticket{}, invalid("by", "%q is kept for sanitel's own steps (auto-close, escalation)", by)
+	}
 	if err := checkText("note", note, 2000); err != nil {
 		return Ticket{}, err
 	}
@@ -234,7 +237,8 @@ func (s *Service) Transition(ctx context.Context, id int64, action, by, note str
 	}
 	t = s.finish(t, now)
 	if changed {
-		s.log.Info("ticket "+action, "ticket", t.Number, "by", by, "status", t.Status)
+		// by is what the caller wrote; token is who it authenticated as.
+		s.log.Info("ticket "+action, "ticket", t.Number, "by", by, "token", actor.Name, "status", t.Status)
 		if t.Status == StatusClosed {
 			s.emit(EventClose, t, now)
 		}

@@ -498,6 +498,11 @@ func TestWrongTransitions(t *testing.T) {
 	if _, err := f.svc.Transition(context.Background(), 9999, ActionAck, "", "", supervisor); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown ticket: %v", err)
 	}
+	// "system" signs sanitel's own steps only.
+	tk := f.ticketIn(t, "bin-system", StatusOpen)
+	if _, err := f.svc.Transition(context.Background(), tk.ID, ActionAck, " System ", "", supervisor); !errors.Is(err, ErrInvalid) {
+		t.Errorf("by system from a person: %v, want invalid", err)
+	}
 }
 
 func TestRepeatedTransitionIsNoOp(t *testing.T) {
