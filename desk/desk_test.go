@@ -368,3 +368,17 @@ func TestFailedSignInsAreThrottled(t *testing.T) {
 		t.Error("still blocked after the window")
 	}
 }
+
+// TestMalformedQueryIsRefused: a query Go cannot parse whole would reach
+// the board as no filters at all; it is a 400 page instead.
+func TestMalformedQueryIsRefused(t *testing.T) {
+	f := newFixture(t, 2)
+	c := f.client(t)
+	c.signIn(officeToken)
+	if a := c.get("/desk/tickets?status=closed;x=1"); a.code != http.StatusBadRequest || strings.Contains(a.body, "data-number=") {
+		t.Errorf("malformed query: %d, tickets listed: %v", a.code, strings.Contains(a.body, "data-number="))
+	}
+	if a := c.get("/desk/tickets?status=closed"); a.code != http.StatusOK {
+		t.Errorf("well-formed query: %d", a.code)
+	}
+}
