@@ -15,8 +15,14 @@ import (
 // whoever writes in small pieces buffers them.
 func Write(path string, write func(io.Writer) error) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// 0600: the state holds readings and rejected payloads, for the service
+	// alone (also when a crash's leftover had another mode).
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
 		return err
 	}
 	err = write(f)
