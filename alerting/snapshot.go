@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"os"
 
 	"github.com/sanitel/sanitel/devices"
 	"github.com/sanitel/sanitel/internal/atomicfile"
@@ -61,15 +60,7 @@ func (e *Engine) SaveFile(path string) error {
 // LoadFile restores a snapshot written by SaveFile. A missing file is an
 // error that matches os.ErrNotExist (a first start).
 func (e *Engine) LoadFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := e.Load(f); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Read(path, e.Load)
 }
 
 func (e *Engine) appendSnapshot(b []byte) []byte {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -152,21 +151,21 @@ func (d *DeadLetters) SaveFile(path string) error {
 	return nil
 }
 
-// LoadFile restores what SaveFile wrote, before anything is added: the
-// newest entries up to the store's size. A missing file is an error that
-// matches os.ErrNotExist (a first start).
+// LoadFile restores what SaveFile wrote (see Load). A missing file is an
+// error that matches os.ErrNotExist (a first start).
 func (d *DeadLetters) LoadFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+	return atomicfile.Read(path, d.Load)
+}
+
+// Load restores what SaveFile wrote, before anything is added: the newest
+// entries up to the store's size.
+func (d *DeadLetters) Load(r io.Reader) error {
 	var in savedDeadLetters
-	if err := json.NewDecoder(f).Decode(&in); err != nil {
-		return fmt.Errorf("dead letters %s: %w", path, err)
+	if err := json.NewDecoder(r).Decode(&in); err != nil {
+		return fmt.Errorf("dead letters: %w", err)
 	}
 	if in.Version != deadLettersVersion {
-		return fmt.Errorf("dead letters %s: version %d, want %d", path, in.Version, deadLettersVersion)
+		return fmt.Errorf("dead letters: version %d, want %d", in.Version, deadLettersVersion)
 	}
 	items := in.Items[:min(len(in.Items), len(d.ring))]
 	d.mu.Lock()

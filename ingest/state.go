@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -199,13 +198,5 @@ func (t *Tracker) SaveFile(path string) error {
 // LoadFile restores the states SaveFile wrote; a missing file is an error
 // that matches os.ErrNotExist (a first start).
 func (t *Tracker) LoadFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := t.Load(f); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Read(path, t.Load)
 }

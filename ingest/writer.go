@@ -226,7 +226,11 @@ func (w *Writer) writeSpans(ctx context.Context, spans []span) error {
 			return nil
 		}
 		w.healthy = false
-		failed := fmt.Errorf("writes fail (%s): %w%s", class, err, writeHint(class, w.opts.Bucket))
+		hint := writeHint(class, w.opts.Bucket)
+		failed := fmt.Errorf("writes fail (%s): %w", class, err)
+		if hint != "" {
+			failed = fmt.Errorf("%w; %s", failed, hint)
+		}
 		w.failing.Store(&failed)
 		wait := backoff
 		if retryAfter > 0 {
@@ -235,7 +239,7 @@ func (w *Writer) writeSpans(ctx context.Context, spans []span) error {
 		wait = min(wait, w.opts.MaxRetryInterval)
 		w.opts.Logger.Warn("InfluxDB write failed; keeping the batch in the spool and retrying",
 			"class", class, "err", err, "points", len(spans), "retry_in", wait.String(),
-			"hint", strings.TrimPrefix(writeHint(class, w.opts.Bucket), "; "))
+			"hint", hint)
 		jitter := time.Duration(rand.Int64N(int64(wait)/5 + 1))
 		select {
 		case <-ctx.Done():
@@ -306,14 +310,14 @@ func classify(err error) (class string, retryAfter time.Duration) {
 }
 
 // writeHint says what to do about a class of write error that retrying
-// alone does not mend, prefixed with "; "; empty for the others.
+// alone does not mend; empty for the others.
 func writeHint(class, bucket string) string {
 	switch class {
 	case "auth":
-		return "; check influx.token (InfluxDB 1.8: user:password) and its rights on the bucket"
+		return "check influx.token (InfluxDB 1.8: user:password) and its rights on the bucket"
 	case "not_found":
 		db, _, _ := strings.Cut(bucket, "/")
-		return fmt.Sprintf("; create the bucket %q (InfluxDB 1.8: CREATE DATABASE %q), or check influx.org", bucket, db)
+		return fmt.Sprintf("create the bucket %q (InfluxDB 1.8: CREATE DATABASE %q), or check influx.org", bucket, db)
 	}
 	return ""
 }

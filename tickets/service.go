@@ -388,12 +388,15 @@ const MaxFilterValues = 100
 
 // Validate checks the values of f; errors are *ValidationError.
 func (f Filter) Validate() error {
-	for name, vs := range map[string][]string{
-		"status": f.Status, "street": f.Street, "village": f.Village, "org_unit": f.OrgUnit,
-		"rule": f.Rule, "severity": f.Severity, "device_id": f.DeviceID, "source": f.Source,
+	for _, c := range []struct {
+		name string
+		vs   []string
+	}{
+		{"status", f.Status}, {"street", f.Street}, {"village", f.Village}, {"org_unit", f.OrgUnit},
+		{"rule", f.Rule}, {"severity", f.Severity}, {"device_id", f.DeviceID}, {"source", f.Source},
 	} {
-		if len(vs) > MaxFilterValues {
-			return invalid(name, "at most %d values, got %d", MaxFilterValues, len(vs))
+		if len(c.vs) > MaxFilterValues {
+			return invalid(c.name, "at most %d values, got %d", MaxFilterValues, len(c.vs))
 		}
 	}
 	for _, v := range f.Status {

@@ -3,6 +3,7 @@
 package atomicfile
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -48,4 +49,19 @@ func Write(path string, write func(io.Writer) error) error {
 		err = cerr
 	}
 	return err
+}
+
+// Read opens path and hands it to read, the counterpart of Write for
+// loading. A missing file is an error matching os.ErrNotExist (a first
+// start); what read returns is prefixed with the path.
+func Read(path string, read func(io.Reader) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := read(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

@@ -43,3 +43,21 @@ func TestWrite(t *testing.T) {
 		t.Error("write into a missing directory succeeded")
 	}
 }
+
+func TestRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := Read(path, func(io.Reader) error { return nil }); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v, want os.ErrNotExist", err)
+	}
+	if err := Write(path, func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if err := Read(path, func(r io.Reader) (err error) { got, err = io.ReadAll(r); return err }); err != nil || string(got) != "x" {
+		t.Errorf("Read = %q, %v", got, err)
+	}
+	bad := errors.New("bad content")
+	if err := Read(path, func(io.Reader) error { return bad }); !errors.Is(err, bad) || err.Error() != path+": bad content" {
+		t.Errorf("Read error %v, want it wrapped with the path", err)
+	}
+}
